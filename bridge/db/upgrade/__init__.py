@@ -1,0 +1,31 @@
+"""Versioned schema upgrades, shared by PostgreSQL and SQLite.
+
+Each ``vNN_*`` module exposes one ``upgrade`` coroutine. The table is built by a
+function rather than kept as a module-level registry, so two databases (tests run
+SQLite and PostgreSQL side by side) never share mutable state.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mautrix.util.async_db import UpgradeTable
+
+from . import v01_initial
+
+# Order matters: position N in this tuple upgrades the schema to version N + 1.
+_STEPS = (
+    (v01_initial.upgrade, "Initial schema: transactions, event queue, rooms, audit log"),
+)
+
+
+def build_upgrade_table() -> UpgradeTable:
+    """Return a fresh upgrade table with every schema step registered in order."""
+    table = UpgradeTable(
+        version_table_name="santeguard_version",
+        database_name="SantéGuard",
+        log=logging.getLogger("santeguard.db.upgrade"),
+    )
+    for fn, description in _STEPS:
+        table.register(fn, description=description)
+    return table

@@ -1,0 +1,7 @@
+from mautrix.util.async_db import Database
+
+
+async def test_schema_upgrades_and_tables_exist(db: Database) -> None:
+    for table in ("txn", "event_queue", "room", "audit_log"):
+        assert await db.table_exists(table), table
+    assert await db.fetchval("SELECT version FROM santeguard_version") == 1

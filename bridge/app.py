@@ -1,0 +1,180 @@
+"""The entry point's wiring: the only place that knows every part.
+
+Start order: database (upgraded) → HTTP server (so the homeserver can deliver) →
+dispatcher (drains whatever was stored before a crash) → bot registration, retried in
+the background while the homeserver is unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from mautrix.util.async_db import Database
+
+from . import __version__
+from .config import Config
+from .db import build_upgrade_table
+from .db.audit import AuditLog
+from .db.queue import EventQueueStore
+from .db.room import RoomStore
+from .matrix.client import MatrixClient
+from .matrix.server import AppserviceServer
+from .metrics import Metrics
+from .services.dispatch import Dispatcher
+from .services.gate import AllowAllGate, Gate
+from .services.router import EventRouter, MessageHandler
+
+log = logging.getLogger("santeguard")
+
+
+def sqlite_db_args(config: Config) -> dict[str, Any]:
+    if config.database.uri.startswith("sqlite"):
+        return {
+            "init_commands": [
+                "PRAGMA journal_mode = WAL",
+                f"PRAGMA synchronous = {config.database.sqlite_synchronous.upper()}",
+            ]
+        }
+    return {"min_size": config.database.min_size, "max_size": config.database.max_size}
+
+
+class SanteGuard:
+    """One running SantéGuard instance."""
+
+    def __init__(self, config: Config, *, gate: Gate | None = None) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.started_at = time.monotonic()
+        self.db = Database.create(
+            config.database.uri,
+            upgrade_table=build_upgrade_table(),
+            db_args=sqlite_db_args(config),
+            log=logging.getLogger("santeguard.db"),  # type: ignore[arg-type]
+        )
+        self.queue = EventQueueStore(self.db)
+        self.rooms = RoomStore(self.db)
+        self.audit = AuditLog(self.db)
+        self.gate: Gate = gate or AllowAllGate()
+        self._session: aiohttp.ClientSession | None = None
+        self.matrix: MatrixClient | None = None
+        self.dispatcher: Dispatcher | None = None
+        self._runner: web.AppRunner | None = None
+        self._bot_task: asyncio.Task[None] | None = None
+        self.bot_ready = asyncio.Event()
+        self._message_handler: MessageHandler | None = None
+
+    def set_message_handler(self, handler: MessageHandler) -> None:
+        self._message_handler = handler
+
+    def uptime_seconds(self) -> float:
+        return time.monotonic() - self.started_at
+
+    async def queue_depth(self) -> int:
+        return await self.queue.depth()
+
+    async def readiness(self) -> dict[str, bool]:
+        db_ok = True
+        try:
+            await self.db.fetchval("SELECT 1")
+        except Exception:
+            db_ok = False
+        hs_ok = self.matrix is not None and await self.matrix.homeserver_reachable()
+        return {"database": db_ok, "homeserver": hs_ok}
+
+    async def _user_query(self, user_id: str) -> bool:
+        if self.matrix is None or user_id != self.config.bot_mxid:
+            return False
+        await self.matrix.ensure_bot()
+        return True
+
+    async def start(self) -> None:
+        cfg = self.config
+        await self.db.start()
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=None if cfg.homeserver.verify_ssl else False),
+            headers={"User-Agent": f"SanteGuard/{__version__}"},
+        )
+        self.matrix = MatrixClient(
+            cfg.homeserver.address,
+            cfg.bot_mxid,
+            cfg.appservice.as_token.get_secret_value(),
+            self._session,
+            bot_displayname=cfg.appservice.bot_displayname,
+        )
+        router = EventRouter(self.matrix, self.rooms, self.audit, self._message_handler)
+        self.dispatcher = Dispatcher(
+            self.queue,
+            router.handle,
+            self.metrics,
+            max_concurrent_rooms=cfg.dispatch.max_concurrent_rooms,
+            max_attempts=cfg.dispatch.max_attempts,
+            retry_base_seconds=cfg.dispatch.retry_base_seconds,
+        )
+        antispam_token = cfg.antispam.token.get_secret_value() if cfg.antispam.token else None
+        server = AppserviceServer(
+            hs_token=cfg.appservice.hs_token.get_secret_value(),
+            antispam_token=antispam_token,
+            antispam_path=cfg.antispam.path,
+            max_body_bytes=cfg.appservice.max_body_bytes,
+            metrics=self.metrics,
+            store_txn=self.queue.store_transaction,
+            on_stored=self.dispatcher.wake,
+            gate=self.gate,
+            readiness=self.readiness,
+            user_query=self._user_query,
+        )
+        self._runner = web.AppRunner(server.build_app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, cfg.appservice.hostname, cfg.appservice.port)
+        await site.start()
+        log.info(
+            "SantéGuard %s listening on %s:%d", __version__, cfg.appservice.hostname,
+            cfg.appservice.port,
+        )
+        if antispam_token is None:
+            log.warning("antispam.token is not set: the synchronous gate refuses every callback")
+        await self.dispatcher.start()
+        self._bot_task = asyncio.create_task(self._ensure_bot_forever(), name="santeguard-bot")
+
+    async def _ensure_bot_forever(self) -> None:
+        assert self.matrix is not None
+        delay = 0.5
+        while True:
+            try:
+                await self.matrix.ensure_bot()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("Homeserver not ready for bot registration (%s); retrying", e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30)
+                continue
+            self.bot_ready.set()
+            log.info("Bot %s registered", self.config.bot_mxid)
+            return
+
+    async def stop(self) -> None:
+        if self._bot_task is not None:
+            self._bot_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._bot_task
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
+        if self._session is not None:
+            await self._session.close()
+        await self.db.stop()
+
+    async def run_forever(self) -> None:
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()

@@ -1,0 +1,141 @@
+"""Command line: ``santeguard generate-registration | run | check-config``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import yaml
+
+from . import __version__
+from .config import ConfigError, load_config, read_raw_config
+from .registration import build_registration, generate_tokens
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="santeguard",
+        description="SantéGuard: a Matrix application service for healthcare compliance.",
+    )
+    p.add_argument("--version", action="version", version=f"santeguard {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    g = sub.add_parser(
+        "generate-registration",
+        help="write the appservice registration file for Synapse (fresh random tokens)",
+        description="Write the registration file Synapse loads via app_service_config_files. "
+        "Tokens are random; point appservice.registration at this file (or copy the tokens "
+        "into the config) so SantéGuard uses the same ones.",
+    )
+    g.add_argument("-c", "--config", required=True, help="path to config.yaml")
+    g.add_argument("-r", "--registration", required=True, help="where to write registration.yaml")
+    g.add_argument("--force", action="store_true", help="overwrite an existing registration file")
+
+    r = sub.add_parser("run", help="run the appservice", description="Run SantéGuard until stopped.")
+    r.add_argument("-c", "--config", required=True, help="path to config.yaml")
+
+    c = sub.add_parser(
+        "check-config",
+        help="validate the configuration and exit",
+        description="Validate config.yaml (and environment overrides); print what is wrong.",
+    )
+    c.add_argument("-c", "--config", required=True, help="path to config.yaml")
+    return p
+
+
+def cmd_generate_registration(args: argparse.Namespace) -> int:
+    try:
+        raw = read_raw_config(args.config)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    hs = raw.get("homeserver") or {}
+    app = raw.get("appservice") or {}
+    missing = [
+        k for k, v in (("homeserver.domain", hs.get("domain")), ("appservice.address", app.get("address"))) if not v
+    ]
+    if missing:
+        print(f"error: invalid configuration: {', '.join(missing)} must be set", file=sys.stderr)
+        return 2
+    out = Path(args.registration)
+    if out.exists() and not args.force:
+        print(f"error: {out} exists; pass --force to replace it (tokens change)", file=sys.stderr)
+        return 2
+    as_token, hs_token = generate_tokens()
+    reg = build_registration(
+        service_id=app.get("id", "santeguard"),
+        url=app["address"],
+        domain=hs["domain"],
+        bot_username=app.get("bot_username", "santeguard"),
+        as_token=as_token,
+        hs_token=hs_token,
+    )
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        yaml.safe_dump(reg, f, sort_keys=False)
+    print(f"Registration written to {out} (mode 0600).")
+    if not app.get("registration"):
+        print(
+            "Set appservice.registration in the config to this file's path (relative to the "
+            "config), or copy as_token/hs_token into the config, then add the file to Synapse's "
+            "app_service_config_files."
+        )
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"Configuration OK: bot {cfg.bot_mxid}, database {cfg.database.uri.split(':', 1)[0]}, "
+          f"listening on {cfg.appservice.hostname}:{cfg.appservice.port}")
+    if cfg.antispam.token is None:
+        print("warning: antispam.token is not set; the synchronous gate will refuse every call")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .app import SanteGuard
+    from .log import setup_logging
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    setup_logging(cfg.logging.level, cfg.logging.format, cfg.secrets())
+
+    async def main() -> None:
+        app = SanteGuard(cfg)
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await app.start()
+        try:
+            await stop.wait()
+        finally:
+            await app.stop()
+
+    asyncio.run(main())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handlers = {
+        "generate-registration": cmd_generate_registration,
+        "run": cmd_run,
+        "check-config": cmd_check_config,
+    }
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

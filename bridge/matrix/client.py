@@ -1,0 +1,113 @@
+"""Matrix actions through mautrix intents, with homeserver outages mapped to retries."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import aiohttp
+from mautrix.appservice import AppServiceAPI, ASStateStore, IntentAPI
+from mautrix.client.state_store.memory import MemoryStateStore
+from mautrix.errors import MatrixConnectionError, MatrixRequestError, MatrixStandardRequestError
+from mautrix.types import EventType, Format, MessageType, RoomID, TextMessageEventContent, UserID
+
+from ..services.errors import TransientError
+
+log = logging.getLogger("santeguard.matrix")
+
+
+class _StateStore(MemoryStateStore, ASStateStore):
+    """In-memory state cache for the intents (rebuilt from the homeserver on restart)."""
+
+    def __init__(self) -> None:
+        MemoryStateStore.__init__(self)
+        ASStateStore.__init__(self)
+
+
+def _transient(e: Exception) -> bool:
+    if isinstance(e, MatrixConnectionError | aiohttp.ClientConnectionError | TimeoutError):
+        return True
+    if isinstance(e, MatrixRequestError):
+        return e.http_status >= 500 or e.http_status == 429
+    return False
+
+
+class MatrixClient:
+    """The bot's side of the client-server API (``as_token`` + user masquerading)."""
+
+    def __init__(
+        self,
+        homeserver: str,
+        bot_mxid: str,
+        as_token: str,
+        session: aiohttp.ClientSession,
+        bot_displayname: str | None = None,
+    ) -> None:
+        self.homeserver = homeserver
+        self.bot_mxid = UserID(bot_mxid)
+        self._session = session
+        self._displayname = bot_displayname
+        self._api = AppServiceAPI(
+            base_url=homeserver,
+            bot_mxid=self.bot_mxid,
+            token=as_token,
+            state_store=_StateStore(),
+            client_session=session,
+            log=logging.getLogger("santeguard.matrix.as"),  # type: ignore[arg-type]
+            default_retry_count=0,
+        )
+        self.bot: IntentAPI = self._api.bot_intent()
+
+    async def _call(self, what: str, coro: Any) -> Any:
+        try:
+            return await coro
+        except Exception as e:
+            if _transient(e):
+                raise TransientError(f"homeserver unavailable during {what}") from e
+            raise
+
+    async def ensure_bot(self) -> None:
+        """Register the bot user (idempotent) and set its display name."""
+        await self._call("bot registration", self.bot.ensure_registered())
+        if self._displayname:
+            try:
+                await self.bot.set_displayname(self._displayname)
+            except MatrixStandardRequestError as e:
+                log.warning("Could not set the bot's display name: %s", e.errcode)
+
+    async def homeserver_reachable(self) -> bool:
+        try:
+            url = f"{self.homeserver}/_matrix/client/versions"
+            async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=3)) as resp:
+                return resp.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    async def join(self, room_id: str) -> None:
+        await self._call("join", self.bot.join_room_by_id(RoomID(room_id)))
+
+    async def leave(self, room_id: str, reason: str | None = None) -> None:
+        await self._call("leave", self.bot.leave_room(RoomID(room_id), reason=reason))
+
+    async def send_notice(self, room_id: str, text: str, html: str | None = None) -> str:
+        content = TextMessageEventContent(msgtype=MessageType.NOTICE, body=text)
+        if html:
+            content.format = Format.HTML
+            content.formatted_body = html
+        event_id = await self._call(
+            "send", self.bot.send_message_event(RoomID(room_id), EventType.ROOM_MESSAGE, content)
+        )
+        return str(event_id)
+
+    async def power_levels(self, room_id: str) -> dict[str, Any]:
+        """The room's ``m.room.power_levels`` content, fresh from the homeserver."""
+        levels = await self._call(
+            "power levels",
+            self.bot.get_state_event(RoomID(room_id), EventType.ROOM_POWER_LEVELS),
+        )
+        data: dict[str, Any] = levels.serialize() if hasattr(levels, "serialize") else dict(levels)
+        return data
+
+    async def joined_rooms(self) -> list[str]:
+        rooms = await self._call("joined rooms", self.bot.get_joined_rooms())
+        return [str(r) for r in rooms]

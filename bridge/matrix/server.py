@@ -1,0 +1,222 @@
+"""The HTTP server the homeserver talks to: appservice API, gate callbacks, operations.
+
+``PUT /_matrix/app/v1/transactions/{txnId}`` commits the raw transaction before it
+answers 200; a replay of a stored ``txnId`` is acked without being processed again.
+Every refusal is a 4xx with a Matrix ``errcode``, counted in metrics; nothing in a
+response or a log ever carries a token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from ..metrics import Metrics
+from ..policy.transactions import TransactionError, validate_transaction, validate_txn_id
+from ..services.gate import GATE_CALLBACKS, Gate
+
+log = logging.getLogger("santeguard.http")
+
+StoreTxn = Callable[[str, bytes], Awaitable[bool]]
+Probe = Callable[[], Awaitable[dict[str, bool]]]
+UserQuery = Callable[[str], Awaitable[bool]]
+
+APP_PREFIX = "/_matrix/app/v1"
+
+
+def error(status: int, errcode: str, message: str) -> web.Response:
+    return web.json_response({"errcode": errcode, "error": message}, status=status)
+
+
+def _constant_time_eq(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+class AppserviceServer:
+    """Builds the aiohttp application; I/O behind it comes in as callables."""
+
+    def __init__(
+        self,
+        *,
+        hs_token: str,
+        antispam_token: str | None,
+        antispam_path: str,
+        max_body_bytes: int,
+        metrics: Metrics,
+        store_txn: StoreTxn,
+        on_stored: Callable[[], None],
+        gate: Gate,
+        readiness: Probe,
+        user_query: UserQuery,
+    ) -> None:
+        self._hs_token = hs_token
+        self._antispam_token = antispam_token
+        self._antispam_path = antispam_path.rstrip("/")
+        self._max_body = max_body_bytes
+        self._metrics = metrics
+        self._store_txn = store_txn
+        self._on_stored = on_stored
+        self._gate = gate
+        self._readiness = readiness
+        self._user_query = user_query
+
+    def build_app(self) -> web.Application:
+        app = web.Application(
+            client_max_size=self._max_body, middlewares=[self._errors_middleware]
+        )
+        app.router.add_put(APP_PREFIX + "/transactions/{txn_id}", self.put_transaction)
+        app.router.add_get(APP_PREFIX + "/users/{user_id}", self.get_user)
+        app.router.add_get(APP_PREFIX + "/rooms/{alias}", self.get_room)
+        app.router.add_post(APP_PREFIX + "/ping", self.post_ping)
+        app.router.add_post(self._antispam_path + "/{callback}", self.post_antispam)
+        app.router.add_get("/health", self.get_health)
+        app.router.add_get("/ready", self.get_ready)
+        app.router.add_get("/metrics", self.get_metrics)
+        return app
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _reject(self, status: int, errcode: str, message: str, reason: str) -> web.Response:
+        self._metrics.rejected.labels(errcode=errcode, reason=reason).inc()
+        return error(status, errcode, message)
+
+    def _check_hs_token(self, request: web.Request) -> web.Response | None:
+        header = request.headers.get("Authorization")
+        query = request.query.get("access_token")
+        if header is None and query is None:
+            return self._reject(401, "M_UNAUTHORIZED", "missing homeserver token", "missing_token")
+        if header is not None:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not _constant_time_eq(token.strip(), self._hs_token):
+                return self._reject(403, "M_FORBIDDEN", "invalid homeserver token", "bad_token")
+        if query is not None and not _constant_time_eq(query, self._hs_token):
+            return self._reject(403, "M_FORBIDDEN", "invalid homeserver token", "bad_token")
+        return None
+
+    @web.middleware
+    async def _errors_middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPNotFound:
+            return self._reject(404, "M_UNRECOGNIZED", "unrecognized request", "unknown_route")
+        except web.HTTPMethodNotAllowed:
+            return self._reject(405, "M_UNRECOGNIZED", "method not allowed", "bad_method")
+        except web.HTTPRequestEntityTooLarge:
+            return self._reject(
+                413, "M_TOO_LARGE", f"body exceeds {self._max_body} bytes", "too_large"
+            )
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("Unhandled error on %s %s", request.method, request.path)
+            return error(500, "M_UNKNOWN", "internal error")
+
+    async def _read_json(self, request: web.Request) -> Any:
+        if request.content_length is not None and request.content_length > self._max_body:
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=self._max_body, actual_size=request.content_length
+            )
+        body = await request.read()
+        return body, json.loads(body)
+
+    # -- appservice API --------------------------------------------------------------
+
+    async def put_transaction(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        if (denied := self._check_hs_token(request)) is not None:
+            return denied
+        txn_id = request.match_info["txn_id"]
+        try:
+            validate_txn_id(txn_id)
+            try:
+                body, data = await self._read_json(request)
+            except (ValueError, UnicodeDecodeError):
+                raise TransactionError("M_NOT_JSON", "body is not valid JSON", "not_json") from None
+            events = validate_transaction(data)
+        except TransactionError as e:
+            return self._reject(400, e.errcode, e.message, e.reason)
+        try:
+            fresh = await self._store_txn(txn_id, body)
+        except Exception:
+            # Not acked: the homeserver keeps the transaction and retries it later.
+            log.exception("Could not store transaction; the homeserver will retry it")
+            return error(503, "M_UNKNOWN", "storage unavailable, retry later")
+        if fresh:
+            self._metrics.transactions.labels(outcome="stored").inc()
+            for ev in events:
+                self._metrics.count_event_type(ev["type"])
+            self._on_stored()
+        else:
+            self._metrics.transactions.labels(outcome="replayed").inc()
+        self._metrics.ack_latency.observe(time.perf_counter() - started)
+        return web.json_response({})
+
+    async def get_user(self, request: web.Request) -> web.Response:
+        if (denied := self._check_hs_token(request)) is not None:
+            return denied
+        if await self._user_query(request.match_info["user_id"]):
+            return web.json_response({})
+        return error(404, "M_NOT_FOUND", "no such user in this appservice")
+
+    async def get_room(self, request: web.Request) -> web.Response:
+        if (denied := self._check_hs_token(request)) is not None:
+            return denied
+        return error(404, "M_NOT_FOUND", "SantéGuard provides no room aliases")
+
+    async def post_ping(self, request: web.Request) -> web.Response:
+        if (denied := self._check_hs_token(request)) is not None:
+            return denied
+        return web.json_response({})
+
+    # -- synchronous gate ------------------------------------------------------------
+
+    async def post_antispam(self, request: web.Request) -> web.Response:
+        callback = request.match_info["callback"]
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if not self._antispam_token or scheme.lower() != "bearer" or not _constant_time_eq(
+            token.strip(), self._antispam_token
+        ):
+            return self._reject(403, "M_FORBIDDEN", "invalid gate token", "bad_gate_token")
+        try:
+            _, payload = await self._read_json(request)
+        except (ValueError, UnicodeDecodeError):
+            return self._reject(400, "M_NOT_JSON", "body is not valid JSON", "not_json")
+        if not isinstance(payload, dict):
+            return self._reject(400, "M_BAD_JSON", "body must be a JSON object", "not_object")
+        if callback == "ping":
+            return web.json_response({"id": payload.get("id"), "status": "ok"})
+        if callback not in GATE_CALLBACKS:
+            return self._reject(404, "M_UNRECOGNIZED", "unknown gate callback", "unknown_callback")
+        decision = await self._gate.decide(callback, payload)
+        self._metrics.antispam.labels(
+            callback=callback, decision="allow" if decision.allow else "refuse"
+        ).inc()
+        if decision.allow:
+            return web.json_response({})
+        return web.json_response({"errcode": decision.errcode, "error": decision.reason}, status=403)
+
+    # -- operations ------------------------------------------------------------------
+
+    async def get_health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def get_ready(self, request: web.Request) -> web.Response:
+        checks = await self._readiness()
+        ok = all(checks.values())
+        return web.json_response(
+            {"status": "ready" if ok else "not ready", "checks": checks}, status=200 if ok else 503
+        )
+
+    async def get_metrics(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=self._metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"}
+        )

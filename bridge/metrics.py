@@ -1,0 +1,85 @@
+"""Prometheus metrics, held per instance (own ``CollectorRegistry``) so that several
+SantéGuard instances in one process — as in the test suite — never share counters."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+KNOWN_EVENT_TYPES = frozenset(
+    {
+        "m.room.message",
+        "m.room.encrypted",
+        "m.room.member",
+        "m.room.encryption",
+        "m.room.power_levels",
+        "m.room.create",
+        "m.room.name",
+        "m.room.topic",
+        "m.room.join_rules",
+        "m.room.history_visibility",
+        "m.room.redaction",
+        "m.reaction",
+    }
+)
+
+
+class Metrics:
+    """All of SantéGuard's metrics. Label values are bounded (no user input in labels)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.transactions = Counter(
+            "santeguard_transactions_total",
+            "Homeserver transactions received, by outcome (stored, replayed).",
+            ["outcome"],
+            registry=r,
+        )
+        self.events = Counter(
+            "santeguard_events_total",
+            "Events received in transactions, by type (unknown types counted as 'other').",
+            ["type"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "santeguard_rejected_requests_total",
+            "Requests refused with a 4xx, by errcode and reason.",
+            ["errcode", "reason"],
+            registry=r,
+        )
+        self.handled = Counter(
+            "santeguard_events_handled_total",
+            "Events handled from the durable queue, by outcome (done, retry, failed).",
+            ["outcome"],
+            registry=r,
+        )
+        self.handler_latency = Histogram(
+            "santeguard_handler_latency_seconds",
+            "Time spent handling one event from the queue.",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.ack_latency = Histogram(
+            "santeguard_transaction_ack_seconds",
+            "Time from request to ack of a transaction (includes the durable commit).",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1),
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "santeguard_queue_depth",
+            "Events stored but not yet handled.",
+            registry=r,
+        )
+        self.antispam = Counter(
+            "santeguard_antispam_requests_total",
+            "Synchronous gate callbacks answered, by callback and decision.",
+            ["callback", "decision"],
+            registry=r,
+        )
+
+    def count_event_type(self, event_type: object) -> None:
+        label = event_type if event_type in KNOWN_EVENT_TYPES else "other"
+        self.events.labels(type=label).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

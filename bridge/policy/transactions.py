@@ -1,0 +1,76 @@
+"""Pure validation of an appservice transaction body, before it is stored and acked.
+
+Only the shape is checked (what the spec makes required, with the right JSON types):
+custom event types are legitimate in Matrix and are accepted, stored and ignored by
+the handlers; refusing them would stall the homeserver's transaction stream.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MAX_TXN_ID_LEN = 255
+MAX_EVENT_TYPE_LEN = 255
+_REQUIRED_STR = ("type", "event_id", "room_id", "sender")
+_OPTIONAL_LISTS = (
+    "ephemeral",
+    "de.sorunome.msc2409.ephemeral",
+    "to_device",
+    "de.sorunome.msc2409.to_device",
+)
+
+
+class TransactionError(ValueError):
+    """Why a transaction body is refused; ``errcode`` follows the Matrix spec."""
+
+    def __init__(self, errcode: str, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.errcode = errcode
+        self.message = message
+        self.reason = reason  # short, bounded label for metrics
+
+
+def validate_txn_id(txn_id: str) -> None:
+    if not txn_id or len(txn_id) > MAX_TXN_ID_LEN:
+        raise TransactionError(
+            "M_INVALID_PARAM", f"txnId must be 1 to {MAX_TXN_ID_LEN} characters", "bad_txn_id"
+        )
+
+
+def validate_transaction(data: Any) -> list[dict[str, Any]]:
+    """Return the transaction's room events, or raise ``TransactionError`` saying what is wrong."""
+    if not isinstance(data, dict):
+        raise TransactionError("M_BAD_JSON", "transaction body must be a JSON object", "not_object")
+    events = data.get("events")
+    if events is None:
+        raise TransactionError("M_BAD_JSON", "missing required field 'events'", "missing_events")
+    if not isinstance(events, list):
+        raise TransactionError("M_BAD_JSON", "'events' must be an array", "events_not_array")
+    for i, ev in enumerate(events):
+        if not isinstance(ev, dict):
+            raise TransactionError("M_BAD_JSON", f"events[{i}] must be an object", "event_not_object")
+        for key in _REQUIRED_STR:
+            value = ev.get(key)
+            if value is None:
+                raise TransactionError(
+                    "M_BAD_JSON", f"events[{i}].{key} is missing", "event_missing_field"
+                )
+            if not isinstance(value, str) or not value:
+                raise TransactionError(
+                    "M_BAD_JSON",
+                    f"events[{i}].{key} must be a non-empty string",
+                    "event_wrong_type",
+                )
+        if len(ev["type"]) > MAX_EVENT_TYPE_LEN:
+            raise TransactionError(
+                "M_BAD_JSON", f"events[{i}].type is longer than 255 characters", "event_bad_type"
+            )
+        content = ev.get("content")
+        if content is not None and not isinstance(content, dict):
+            raise TransactionError(
+                "M_BAD_JSON", f"events[{i}].content must be an object", "event_wrong_type"
+            )
+    for key in _OPTIONAL_LISTS:
+        if key in data and not isinstance(data[key], list):
+            raise TransactionError("M_BAD_JSON", f"'{key}' must be an array", "extension_wrong_type")
+    return events

@@ -17,10 +17,17 @@ import aiohttp
 from aiohttp import web
 from mautrix.util.async_db import Database
 
+from bot.builtin import BuiltinCommands
+from bot.commands import CommandRegistry
+from bot.dispatcher import CommandDispatcher
+from bot.i18n import Lang, Translator
+from bot.service import CommandService
+
 from . import __version__
 from .config import Config
 from .db import build_upgrade_table
 from .db.audit import AuditLog
+from .db.command_log import CommandLog
 from .db.queue import EventQueueStore
 from .db.room import RoomStore
 from .matrix.client import MatrixClient
@@ -57,7 +64,9 @@ class SanteGuard:
             db_args=sqlite_db_args(config),
             log=logging.getLogger("santeguard.db"),  # type: ignore[arg-type]
         )
-        self.queue = EventQueueStore(self.db)
+        self.queue = EventQueueStore(
+            self.db, sqlite_synchronous=config.database.sqlite_synchronous
+        )
         self.rooms = RoomStore(self.db)
         self.audit = AuditLog(self.db)
         self.gate: Gate = gate or AllowAllGate()
@@ -66,17 +75,44 @@ class SanteGuard:
         self.dispatcher: Dispatcher | None = None
         self._runner: web.AppRunner | None = None
         self._bot_task: asyncio.Task[None] | None = None
+        self._housekeeping_task: asyncio.Task[None] | None = None
         self.bot_ready = asyncio.Event()
         self._message_handler: MessageHandler | None = None
 
     def set_message_handler(self, handler: MessageHandler) -> None:
+        """Replace the bot's command handling (tests use this to observe dispatch)."""
         self._message_handler = handler
+
+    # -- BotServices: what built-in commands report ----------------------------------
+
+    @property
+    def version(self) -> str:
+        return __version__
 
     def uptime_seconds(self) -> float:
         return time.monotonic() - self.started_at
 
     async def queue_depth(self) -> int:
         return await self.queue.depth()
+
+    async def rooms_watched(self) -> int:
+        return await self.rooms.count_joined()
+
+    async def set_room_language(self, room_id: str, lang: Lang) -> None:
+        await self.rooms.set_language(room_id, lang)
+        await self.audit.record("bot", "room.language", room_id=room_id, details={"language": lang})
+
+    def _build_commands(self, matrix: MatrixClient) -> CommandService:
+        cfg = self.config.bot
+        registry = CommandRegistry.from_handlers(BuiltinCommands())
+        dispatcher = CommandDispatcher(
+            registry, Translator(), prefix=cfg.prefix, admins=cfg.admins,
+            default_language=cfg.language,
+        )
+        return CommandService(
+            dispatcher=dispatcher, services=self, matrix=matrix, rooms=self.rooms,
+            audit=self.audit, command_log=CommandLog(self.db),
+        )
 
     async def readiness(self) -> dict[str, bool]:
         db_ok = True
@@ -96,6 +132,7 @@ class SanteGuard:
     async def start(self) -> None:
         cfg = self.config
         await self.db.start()
+        await self.queue.open()
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=None if cfg.homeserver.verify_ssl else False),
             headers={"User-Agent": f"SanteGuard/{__version__}"},
@@ -107,7 +144,8 @@ class SanteGuard:
             self._session,
             bot_displayname=cfg.appservice.bot_displayname,
         )
-        router = EventRouter(self.matrix, self.rooms, self.audit, self._message_handler)
+        on_message = self._message_handler or self._build_commands(self.matrix).on_message
+        router = EventRouter(self.matrix, self.rooms, self.audit, on_message)
         self.dispatcher = Dispatcher(
             self.queue,
             router.handle,
@@ -124,7 +162,7 @@ class SanteGuard:
             max_body_bytes=cfg.appservice.max_body_bytes,
             metrics=self.metrics,
             store_txn=self.queue.store_transaction,
-            on_stored=self.dispatcher.wake,
+            on_stored=self.dispatcher.submit,
             gate=self.gate,
             readiness=self.readiness,
             user_query=self._user_query,
@@ -141,6 +179,7 @@ class SanteGuard:
             log.warning("antispam.token is not set: the synchronous gate refuses every callback")
         await self.dispatcher.start()
         self._bot_task = asyncio.create_task(self._ensure_bot_forever(), name="santeguard-bot")
+        self._housekeeping_task = asyncio.create_task(self._housekeeping(), name="santeguard-hk")
 
     async def _ensure_bot_forever(self) -> None:
         assert self.matrix is not None
@@ -159,17 +198,34 @@ class SanteGuard:
             log.info("Bot %s registered", self.config.bot_mxid)
             return
 
+    async def _housekeeping(self) -> None:
+        """WAL checkpoints every second; prune handled transactions' bodies every minute."""
+        ticks = 0
+        while True:
+            await asyncio.sleep(1)
+            ticks += 1
+            try:
+                await self.queue.checkpoint()
+                if ticks % 60 == 0:
+                    pruned = await self.queue.prune_done(self.config.dispatch.keep_done_seconds * 1000)
+                    if pruned:
+                        log.debug("Pruned %d handled transactions", pruned)
+            except Exception:
+                log.exception("Housekeeping failed; will try again")
+
     async def stop(self) -> None:
-        if self._bot_task is not None:
-            self._bot_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._bot_task
+        for task in (self._bot_task, self._housekeeping_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._runner is not None:
             await self._runner.cleanup()
         if self.dispatcher is not None:
             await self.dispatcher.stop()
         if self._session is not None:
             await self._session.close()
+        await self.queue.close()
         await self.db.stop()
 
     async def run_forever(self) -> None:

@@ -71,7 +71,7 @@ class DatabaseConfig(_Section):
     uri: str = "sqlite:///santeguard.db"
     min_size: int = Field(1, ge=1)
     max_size: int = Field(10, ge=1)
-    sqlite_synchronous: Literal["normal", "full"] = "full"
+    sqlite_synchronous: Literal["normal", "full"] = "normal"
 
     @field_validator("uri")
     @classmethod
@@ -85,6 +85,7 @@ class DispatchConfig(_Section):
     max_concurrent_rooms: int = Field(8, ge=1, le=256)
     max_attempts: int = Field(5, ge=1)
     retry_base_seconds: float = Field(0.5, gt=0)
+    keep_done_seconds: int = Field(3600, ge=0)
 
 
 class LoggingConfig(_Section):

@@ -77,9 +77,15 @@ class Metrics:
             registry=r,
         )
 
-    def count_event_type(self, event_type: object) -> None:
-        label = event_type if event_type in KNOWN_EVENT_TYPES else "other"
-        self.events.labels(type=label).inc()
+    def count_event_types(self, events: list[dict[str, object]]) -> None:
+        """Count a transaction's events by type: one labelled increment per distinct type."""
+        counts: dict[str, int] = {}
+        for ev in events:
+            t = ev["type"]
+            label = t if isinstance(t, str) and t in KNOWN_EVENT_TYPES else "other"
+            counts[label] = counts.get(label, 0) + 1
+        for label, n in counts.items():
+            self.events.labels(type=label).inc(n)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -18,6 +18,7 @@ import pytest
 from mautrix.util.async_db import Database
 
 from bridge.db import build_upgrade_table
+from bridge.devtools.stack import DevStack
 
 PG_ADMIN_DSN = os.environ.get("SANTEGUARD_TEST_PG", "postgres://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("SANTEGUARD_REQUIRE_POSTGRES") == "1"
@@ -78,3 +79,34 @@ async def db(db_uri: str) -> AsyncIterator[Database]:
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
     yield Path(__file__).parent / "data"
+
+
+# -- real homeserver ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+async def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+    pg_database: str | None,
+) -> AsyncIterator[DevStack]:
+    """A real Synapse with SantéGuard registered and gating it, once per database.
+
+    Tests isolate themselves by creating their own rooms and users.
+    """
+    workdir = tmp_path_factory.mktemp(f"stack-{request.param}")
+    if request.param == "sqlite":
+        db_uri = f"sqlite:///{workdir / 'santeguard.db'}"
+    else:
+        if pg_database is None:
+            pytest.skip("PostgreSQL not available (set SANTEGUARD_REQUIRE_POSTGRES=1 to fail)")
+        schema = f"stack_{secrets.token_hex(4)}"
+        conn = await asyncpg.connect(pg_database)
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        await conn.close()
+        db_uri = f"{pg_database}?search_path={schema}"
+    dev = DevStack(workdir, db_uri=db_uri, admins=["@admin:santeguard.test"])
+    await dev.start()
+    try:
+        yield dev
+    finally:
+        await dev.stop()

@@ -26,7 +26,7 @@ class Recorder:
         self.block = asyncio.Event()
         self.block.set()
 
-    async def __call__(self, event: dict[str, Any]) -> None:
+    async def __call__(self, event: dict[str, Any]) -> bool:
         await self.block.wait()
         eid = event["event_id"]
         if self.transient_ids.get(eid, 0) > 0:
@@ -36,6 +36,7 @@ class Recorder:
             self.fail_ids[eid] -= 1
             raise RuntimeError("poisoned event (test)")
         self.seen.append(eid)
+        return True
 
 
 @pytest.fixture
@@ -72,10 +73,12 @@ async def test_transaction_is_committed_before_ack(running: tuple[SanteGuard, st
     stored = await app.db.fetchval("SELECT COUNT(*) FROM txn WHERE txn_id = 't1'")
     assert stored == 1
     assert rec.seen == []
+    assert await app.queue.depth() == 1
     rec.block.set()
     assert app.dispatcher is not None
     await app.dispatcher.wait_idle()
     assert rec.seen == ["$ev1-r"]
+    assert await app.queue.depth() == 0
 
 
 async def test_replayed_txn_is_acked_but_not_processed_again(
@@ -150,12 +153,14 @@ async def test_poisoned_event_is_marked_failed_and_room_moves_on(
     await app.dispatcher.wait_idle()
     assert rec.seen == ["$ev1-r", "$ev3-r", "$ev4-r"]
     row = await app.db.fetchrow(
-        "SELECT status, attempts, last_error FROM event_queue WHERE event_id = '$ev2-r'"
+        "SELECT room_id, event_type, attempts, last_error FROM dead_letter WHERE event_id = '$ev2-r'"
     )
     assert row is not None
-    assert (row["status"], row["attempts"]) == ("failed", 3)
+    assert (row["room_id"], row["event_type"], row["attempts"]) == ("!r:x", "m.room.message", 3)
     assert "poisoned" in row["last_error"]
     assert await app.queue.failed_count() == 1
+    # The transaction still completes: the dead letter is its record of that event.
+    assert await app.db.fetchval("SELECT status FROM txn WHERE txn_id = 'poison'") == "done"
 
 
 @pytest.mark.parametrize(
@@ -226,7 +231,7 @@ async def test_custom_event_types_are_stored_and_counted(
     assert app.dispatcher is not None
     await app.dispatcher.wait_idle()
     assert rec.seen == []  # not a message: ignored by the handlers, but stored and done
-    assert await app.db.fetchval("SELECT status FROM event_queue WHERE event_id = '$c'") == "done"
+    assert await app.db.fetchval("SELECT status FROM txn WHERE txn_id = 'custom'") == "done"
     assert 'santeguard_events_total{type="other"} 1.0' in app.metrics.render().decode()
 
 

@@ -1,136 +1,156 @@
-"""Durable transaction intake and per-event queue.
+"""Durable transaction intake: the stored transactions *are* the event queue.
 
 The ack path does one thing: insert the transaction's raw body in one row and commit.
-Expansion into per-event rows, and handling, happen after the ack from what was stored,
-so a crash at any point loses nothing and a replayed ``txnId`` is never processed twice.
+Events are read back from stored bodies for handling, and a transaction is marked done
+once all its events are handled, so a crash at any point loses nothing and a replayed
+``txnId`` is never processed twice. Per-event rows are written only for dead letters.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from mautrix.util.async_db import Database, Scheme
 
+from .sqlite_writer import SQLiteWriter
+
 
 @dataclass(frozen=True, slots=True)
-class QueuedEvent:
+class StoredTxn:
     seq: int
-    room_id: str
-    event_id: str
-    event_type: str
-    body: str
-    attempts: int
-
-    def content(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(self.body)
-        return data
+    events: list[dict[str, Any]]
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def events_of(body: bytes) -> list[dict[str, Any]]:
+    """The room events of a stored body (its shape was validated before it was stored)."""
+    data = json.loads(body)
+    events = data.get("events") or []
+    return [ev for ev in events if isinstance(ev, dict)]
+
+
+_INSERT_TXN = (
+    "INSERT INTO txn (txn_id, body, event_count, received_at) VALUES ({}, {}, {}, {}) "
+    "ON CONFLICT (txn_id) DO NOTHING RETURNING seq"
+)
+_MARK_DONE = "UPDATE txn SET status = 'done', done_at = {} WHERE seq = {}"
+
+
 class EventQueueStore:
-    """SQL for the ``txn`` and ``event_queue`` tables, on SQLite or PostgreSQL."""
+    """SQL for the ``txn`` and ``dead_letter`` tables, on SQLite or PostgreSQL.
 
-    def __init__(self, db: Database) -> None:
+    On SQLite the two hot writes (intake, done marks) go through a dedicated writer
+    connection; see ``sqlite_writer``. Call ``open()`` after the database has started.
+    """
+
+    def __init__(self, db: Database, *, sqlite_synchronous: str = "full") -> None:
         self.db = db
+        self._sqlite_synchronous = sqlite_synchronous
+        self._writer: SQLiteWriter | None = None
 
-    async def store_transaction(self, txn_id: str, body: bytes) -> bool:
-        """Commit the raw transaction; return False if this ``txn_id`` was already stored."""
-        status = await self.db.execute(
-            "INSERT INTO txn (txn_id, body, received_at) VALUES ($1, $2, $3) "
-            "ON CONFLICT (txn_id) DO NOTHING",
-            txn_id,
-            body,
-            _now_ms(),
-        )
+    async def open(self) -> None:
         if self.db.scheme == Scheme.SQLITE:
-            return int(status.rowcount) == 1  # type: ignore[union-attr]
-        return str(status).endswith(" 1")
+            self._writer = SQLiteWriter(self.db.url.path, self._sqlite_synchronous)
 
-    async def expand_pending(self, limit: int = 100) -> int:
-        """Move events of stored-but-unexpanded transactions into ``event_queue``.
+    async def checkpoint(self) -> None:
+        """SQLite: copy the WAL back into the database off the ack path (no-op on PostgreSQL)."""
+        if self._writer is not None:
+            await self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
-        Each transaction is expanded in one DB transaction together with its
-        ``expanded`` flag, so it is expanded exactly once. Events already queued (same
-        ``event_id`` in another transaction) are skipped.
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
+
+    async def store_transaction(self, txn_id: str, body: bytes, event_count: int) -> int | None:
+        """Commit the raw transaction and return its sequence number.
+
+        Returns None if this ``txn_id`` was already stored (a replay).
         """
-        rows = await self.db.fetch(
-            "SELECT seq, body FROM txn WHERE expanded = false ORDER BY seq LIMIT $1", limit
+        now = _now_ms()
+        if self._writer is not None:
+            sql = _INSERT_TXN.format("?", "?", "?", "?")
+            row = await self._writer.run(
+                lambda c: c.execute(sql, (txn_id, body, event_count, now)).fetchone()
+            )
+            return int(row[0]) if row else None
+        value = await self.db.fetchval(
+            _INSERT_TXN.format("$1", "$2", "$3", "$4"), txn_id, body, event_count, now
         )
-        count = 0
-        for row in rows:
-            seq = int(row["seq"])
-            events = _events_of(bytes(row["body"]))
-            values = [
-                (seq, ev["event_id"], ev["room_id"], ev["type"], json.dumps(ev, ensure_ascii=False))
-                for ev in events
-            ]
-            async with self.db.acquire() as conn, conn.transaction():
-                if values:
-                    await conn.executemany(
-                        "INSERT INTO event_queue (txn_seq, event_id, room_id, event_type, body) "
-                        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
-                        values,
-                    )
-                await conn.execute("UPDATE txn SET expanded = true WHERE seq = $1", seq)
-            count += len(values)
-        return count
+        return int(value) if value is not None else None
 
-    async def pending_events(self, after_seq: int, limit: int = 1000) -> list[QueuedEvent]:
+    async def pending(self, after_seq: int, limit: int = 50) -> list[StoredTxn]:
+        """Stored transactions not yet done, in arrival order."""
         rows = await self.db.fetch(
-            "SELECT seq, room_id, event_id, event_type, body, attempts FROM event_queue "
-            "WHERE status = 'pending' AND seq > $1 ORDER BY seq LIMIT $2",
+            "SELECT seq, body FROM txn WHERE status = 'pending' AND seq > $1 ORDER BY seq LIMIT $2",
             after_seq,
             limit,
         )
-        return [
-            QueuedEvent(
-                seq=int(r["seq"]),
-                room_id=r["room_id"],
-                event_id=r["event_id"],
-                event_type=r["event_type"],
-                body=r["body"],
-                attempts=int(r["attempts"]),
-            )
-            for r in rows
-        ]
+        return [StoredTxn(int(r["seq"]), events_of(bytes(r["body"]))) for r in rows]
 
-    async def mark_done(self, seq: int) -> None:
-        await self.db.execute(
-            "UPDATE event_queue SET status = 'done', done_at = $2 WHERE seq = $1", seq, _now_ms()
-        )
+    async def mark_done(self, seqs: list[int]) -> None:
+        """Mark fully handled transactions done, in one commit."""
+        if not seqs:
+            return
+        now = _now_ms()
+        rows = [(now, seq) for seq in seqs]
+        if self._writer is not None:
+            sql = _MARK_DONE.format("?", "?")
 
-    async def mark_attempt(self, seq: int, error: str, *, final: bool) -> None:
+            def write(c: sqlite3.Connection) -> None:
+                c.execute("BEGIN")
+                try:
+                    c.executemany(sql, rows)
+                except BaseException:
+                    c.execute("ROLLBACK")
+                    raise
+                c.execute("COMMIT")
+
+            await self._writer.run(write)
+            return
+        async with self.db.acquire() as conn, conn.transaction():
+            await conn.executemany(_MARK_DONE.format("$1", "$2"), rows)
+
+    async def dead_letter(
+        self, txn_seq: int, event: dict[str, Any], attempts: int, error: str
+    ) -> None:
+        """Keep an event that failed every attempt (visible in status and metrics)."""
         await self.db.execute(
-            "UPDATE event_queue SET attempts = attempts + 1, last_error = $2, status = $3 "
-            "WHERE seq = $1",
-            seq,
+            "INSERT INTO dead_letter (event_id, txn_seq, room_id, event_type, attempts, "
+            "last_error, failed_at) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+            "ON CONFLICT (event_id) DO UPDATE SET attempts = excluded.attempts, "
+            "last_error = excluded.last_error, failed_at = excluded.failed_at",
+            str(event.get("event_id")),
+            txn_seq,
+            str(event.get("room_id")),
+            str(event.get("type")),
+            attempts,
             error[:500],
-            "failed" if final else "pending",
+            _now_ms(),
         )
 
     async def depth(self) -> int:
-        """Events not yet handled, counting unexpanded transactions' events as well."""
-        pending = await self.db.fetchval("SELECT COUNT(*) FROM event_queue WHERE status = 'pending'")
-        unexpanded = await self.db.fetchval("SELECT COUNT(*) FROM txn WHERE expanded = false")
-        return int(pending or 0) + int(unexpanded or 0)
+        """Events stored but not yet handled (counted by pending transactions)."""
+        value = await self.db.fetchval(
+            "SELECT COALESCE(SUM(event_count), 0) FROM txn WHERE status = 'pending'"
+        )
+        return int(value or 0)
 
     async def failed_count(self) -> int:
-        return int(
-            await self.db.fetchval("SELECT COUNT(*) FROM event_queue WHERE status = 'failed'") or 0
+        return int(await self.db.fetchval("SELECT COUNT(*) FROM dead_letter") or 0)
+
+    async def prune_done(self, older_than_ms: int) -> int:
+        """Delete handled transactions' bodies once they are old enough (they hold messages)."""
+        status = await self.db.execute(
+            "DELETE FROM txn WHERE status = 'done' AND done_at < $1", _now_ms() - older_than_ms
         )
-
-    async def has_unexpanded(self) -> bool:
-        return bool(await self.db.fetchval("SELECT COUNT(*) FROM txn WHERE expanded = false"))
-
-
-def _events_of(body: bytes) -> list[dict[str, Any]]:
-    """The room events of a stored body (validated at intake, so shape is known)."""
-    data = json.loads(body)
-    events = data.get("events") or []
-    return [ev for ev in events if isinstance(ev, dict) and "event_id" in ev and "room_id" in ev]
+        if self.db.scheme == Scheme.SQLITE:
+            return int(status.rowcount)  # type: ignore[union-attr]
+        return int(str(status).rsplit(" ", 1)[-1])

@@ -318,6 +318,7 @@ class LocalSynapse:
             "report_stats": False,
             "enable_metrics": False,
             "enable_registration": False,
+            "bcrypt_rounds": 4,  # password hashing in ms, not ~0.3 s per register/login
             "registration_shared_secret": self.registration_shared_secret,
             "macaroon_secret_key": self._macaroon_secret_key,
             "form_secret": self._form_secret,

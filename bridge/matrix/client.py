@@ -9,7 +9,7 @@ import aiohttp
 from mautrix.appservice import AppServiceAPI, ASStateStore, IntentAPI
 from mautrix.client.state_store.memory import MemoryStateStore
 from mautrix.errors import MatrixConnectionError, MatrixRequestError, MatrixStandardRequestError
-from mautrix.types import EventType, Format, MessageType, RoomID, TextMessageEventContent, UserID
+from mautrix.types import EventType, RoomID, UserID
 
 from ..services.errors import TransientError
 
@@ -90,14 +90,29 @@ class MatrixClient:
         await self._call("leave", self.bot.leave_room(RoomID(room_id), reason=reason))
 
     async def send_notice(self, room_id: str, text: str, html: str | None = None) -> str:
-        content = TextMessageEventContent(msgtype=MessageType.NOTICE, body=text)
+        """Send an ``m.notice``; empty ``m.mentions`` so quoted user text pings nobody."""
+        content: dict[str, Any] = {"msgtype": "m.notice", "body": text, "m.mentions": {}}
         if html:
-            content.format = Format.HTML
-            content.formatted_body = html
+            content["format"] = "org.matrix.custom.html"
+            content["formatted_body"] = html
         event_id = await self._call(
             "send", self.bot.send_message_event(RoomID(room_id), EventType.ROOM_MESSAGE, content)
         )
         return str(event_id)
+
+    async def room_creators(self, room_id: str) -> tuple[str, ...]:
+        """Room v12+ creators (sender + ``additional_creators``), who outrank power levels."""
+        try:
+            create = await self._call(
+                "create event",
+                self.bot.get_state_event(RoomID(room_id), EventType.ROOM_CREATE, format="event"),
+            )
+        except MatrixStandardRequestError:
+            return ()
+        data = create.serialize() if hasattr(create, "serialize") else dict(create)
+        content = data.get("content") or {}
+        extra = content.get("additional_creators") or []
+        return tuple([str(data.get("sender", "")), *[str(u) for u in extra if isinstance(u, str)]])
 
     async def power_levels(self, room_id: str) -> dict[str, Any]:
         """The room's ``m.room.power_levels`` content, fresh from the homeserver."""

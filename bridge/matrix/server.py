@@ -23,7 +23,8 @@ from ..services.gate import GATE_CALLBACKS, Gate
 
 log = logging.getLogger("santeguard.http")
 
-StoreTxn = Callable[[str, bytes], Awaitable[bool]]
+StoreTxn = Callable[[str, bytes, int], Awaitable[int | None]]
+OnStored = Callable[[int, list[dict[str, Any]]], None]
 Probe = Callable[[], Awaitable[dict[str, bool]]]
 UserQuery = Callable[[str], Awaitable[bool]]
 
@@ -50,7 +51,7 @@ class AppserviceServer:
         max_body_bytes: int,
         metrics: Metrics,
         store_txn: StoreTxn,
-        on_stored: Callable[[], None],
+        on_stored: OnStored,
         gate: Gate,
         readiness: Probe,
         user_query: UserQuery,
@@ -144,16 +145,15 @@ class AppserviceServer:
         except TransactionError as e:
             return self._reject(400, e.errcode, e.message, e.reason)
         try:
-            fresh = await self._store_txn(txn_id, body)
+            seq = await self._store_txn(txn_id, body, len(events))
         except Exception:
             # Not acked: the homeserver keeps the transaction and retries it later.
             log.exception("Could not store transaction; the homeserver will retry it")
             return error(503, "M_UNKNOWN", "storage unavailable, retry later")
-        if fresh:
+        if seq is not None:
             self._metrics.transactions.labels(outcome="stored").inc()
-            for ev in events:
-                self._metrics.count_event_type(ev["type"])
-            self._on_stored()
+            self._metrics.count_event_types(events)
+            self._on_stored(seq, events)
         else:
             self._metrics.transactions.labels(outcome="replayed").inc()
         self._metrics.ack_latency.observe(time.perf_counter() - started)

@@ -6,12 +6,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..db.queue import QueuedEvent
 from .ports import AuditPort, MatrixPort, RoomPort
 
 log = logging.getLogger("santeguard.router")
 
-MessageHandler = Callable[[dict[str, Any]], Awaitable[None]]
+MessageHandler = Callable[[dict[str, Any]], Awaitable[bool]]
 
 
 class EventRouter:
@@ -29,17 +28,19 @@ class EventRouter:
         self._audit = audit
         self._on_message = on_message
 
-    async def handle(self, ev: QueuedEvent) -> None:
-        event = ev.content()
-        if ev.event_type == "m.room.member":
-            await self._membership(event)
-        elif ev.event_type == "m.room.message" and event.get("sender") != self._matrix.bot_mxid:
+    async def handle(self, event: dict[str, Any]) -> bool:
+        """Handle one event; return whether it called for any work."""
+        event_type = event.get("type")
+        if event_type == "m.room.member":
+            return await self._membership(event)
+        if event_type == "m.room.message" and event.get("sender") != self._matrix.bot_mxid:
             if self._on_message is not None:
-                await self._on_message(event)
+                return await self._on_message(event)
+        return False
 
-    async def _membership(self, event: dict[str, Any]) -> None:
+    async def _membership(self, event: dict[str, Any]) -> bool:
         if event.get("state_key") != self._matrix.bot_mxid:
-            return
+            return False
         content = event.get("content") or {}
         membership = content.get("membership")
         room_id = event["room_id"]
@@ -58,3 +59,4 @@ class EventRouter:
                 self._matrix.bot_mxid, f"bot.{membership}", room_id=room_id,
                 subject=event.get("sender"),
             )
+        return True

@@ -8,8 +8,9 @@ from mautrix.util.async_db import Connection, Scheme
 async def upgrade(conn: Connection, scheme: Scheme) -> None:
     """Create the core tables.
 
-    ``txn`` holds each homeserver transaction's raw body, committed before the ack;
-    ``event_queue`` holds its events once expanded, handled in order per room.
+    ``txn`` holds each homeserver transaction's raw body (its events), committed before
+    the ack and marked done once every event in it is handled. ``dead_letter`` keeps the
+    events that failed every attempt, so nothing is dropped silently.
     """
     if scheme == Scheme.SQLITE:
         serial = "INTEGER PRIMARY KEY AUTOINCREMENT"
@@ -22,26 +23,36 @@ async def upgrade(conn: Connection, scheme: Scheme) -> None:
             seq         {serial},
             txn_id      TEXT    NOT NULL UNIQUE,
             body        {blob}  NOT NULL,
+            event_count INTEGER NOT NULL,
             received_at BIGINT  NOT NULL,
-            expanded    BOOLEAN NOT NULL DEFAULT false
-        )"""
-    )
-    await conn.execute("CREATE INDEX txn_pending_idx ON txn (expanded, seq)")
-    await conn.execute(
-        f"""CREATE TABLE event_queue (
-            seq         {serial},
-            txn_seq     BIGINT  NOT NULL,
-            event_id    TEXT    NOT NULL UNIQUE,
-            room_id     TEXT    NOT NULL,
-            event_type  TEXT    NOT NULL,
-            body        TEXT    NOT NULL,
             status      TEXT    NOT NULL DEFAULT 'pending',
-            attempts    INTEGER NOT NULL DEFAULT 0,
-            last_error  TEXT,
             done_at     BIGINT
         )"""
     )
-    await conn.execute("CREATE INDEX event_queue_status_idx ON event_queue (status, seq)")
+    await conn.execute("CREATE INDEX txn_status_idx ON txn (status, seq)")
+    if scheme != Scheme.SQLITE:
+        # Bodies are JSON already; compressing them costs CPU on the ack path for little.
+        await conn.execute("ALTER TABLE txn ALTER COLUMN body SET STORAGE EXTERNAL")
+    await conn.execute(
+        """CREATE TABLE dead_letter (
+            event_id    TEXT    PRIMARY KEY,
+            txn_seq     BIGINT  NOT NULL,
+            room_id     TEXT    NOT NULL,
+            event_type  TEXT    NOT NULL,
+            attempts    INTEGER NOT NULL,
+            last_error  TEXT    NOT NULL,
+            failed_at   BIGINT  NOT NULL
+        )"""
+    )
+    await conn.execute(
+        """CREATE TABLE bot_command (
+            event_id    TEXT    PRIMARY KEY,
+            room_id     TEXT    NOT NULL,
+            sender      TEXT    NOT NULL,
+            status      TEXT    NOT NULL,
+            updated_at  BIGINT  NOT NULL
+        )"""
+    )
     await conn.execute(
         """CREATE TABLE room (
             room_id    TEXT PRIMARY KEY,

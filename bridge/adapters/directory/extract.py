@@ -1,0 +1,834 @@
+"""Import of the Annuaire Santé ``PS_LibreAcces_Personne_activite`` extract, and lookups.
+
+The file is ~2 million pipe-separated lines (one per practitioner per activity site),
+published daily. The import streams it in batches (bounded memory), validates every
+line, keeps the rejects' reasons for the report, and writes under a fresh
+``directory_import`` id; a single transaction then makes that import current and drops
+the previous one, so readers see either the old directory or the new one, never a mix.
+
+Columns are found by header name, not position: the layout has grown from 48 to 56
+columns over the years and at least one variant spells some names differently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from operator import itemgetter
+from pathlib import Path
+from types import MappingProxyType
+from typing import IO, Any, Final, cast
+
+import asyncpg
+from mautrix.util.async_db import Connection, Database, Scheme
+
+from bridge.policy.directory import (
+    DirectoryUnavailable,
+    Practitioner,
+    fold,
+    profession_codes,
+    profession_label,
+)
+from bridge.policy.identifiers import IdentifierError, IdKind, check_number, parse_identifier
+
+log = logging.getLogger("santeguard.directory.extract")
+
+# Rejection reasons, as they appear in ImportReport.rejections.
+WRONG_COLUMN_COUNT: Final = "wrong_column_count"
+BAD_ENCODING: Final = "bad_encoding"
+UNKNOWN_IDENTIFIER_TYPE: Final = "unknown_identifier_type"
+INVALID_IDENTIFIER: Final = "invalid_identifier"
+IDNPS_MISMATCH: Final = "idnps_mismatch"
+MISSING_NAME: Final = "missing_name"
+
+_KINDS: Mapping[str, IdKind] = MappingProxyType({"8": "rpps", "0": "adeli"})
+_MAX_SEARCH_LIMIT = 200
+
+# Field → accepted header spellings (compared after fold()). The first spelling is the
+# current official header; the others are variants seen in older or odd extracts.
+_COLUMNS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "id_type": ("Type d'identifiant PP",),
+        "identifier": ("Identifiant PP",),
+        "idnps": ("Identification nationale PP",),
+        "practice_civility_code": ("Code civilité d'exercice",),
+        "practice_civility": ("Libellé civilité d'exercice", "Libellé civilité exercice"),
+        "civility_code": ("Code civilité",),
+        "civility": ("Libellé civilité",),
+        "last_name": ("Nom d'exercice",),
+        "first_name": ("Prénom d'exercice",),
+        "profession_code": ("Code profession",),
+        "profession_label": ("Libellé profession",),
+        "category_code": ("Code catégorie professionnelle",),
+        "skill_type": ("Code type savoir-faire",),
+        "skill_code": ("Code savoir-faire",),
+        "skill_label": ("Libellé savoir-faire",),
+        "mode_code": ("Code mode exercice",),
+        "siret": ("Numéro SIRET site",),
+        "finess": ("Numéro FINESS site",),
+        "structure_id": ("Identifiant technique de la structure",),
+        "company_name": ("Raison sociale site",),
+        "trade_name": ("Enseigne commerciale site",),
+        "street_number": ("Numéro Voie (coord. structure)",),
+        "street_repeat": ("Indice répétition voie (coord. structure)",),
+        "street_type": ("Libellé type de voie (coord. structure)",),
+        "street": ("Libellé Voie (coord. structure)",),
+        "postal_code": ("Code postal (coord. structure)",),
+        "city_code": ("Code commune (coord. structure)",),
+        "city": ("Libellé commune (coord. structure)",),
+        "phone": ("Téléphone (coord. structure)",),
+        "email": ("Adresse e-mail (coord. structure)",),
+        "department_code": (
+            "Code Département (structure)",
+            "Code département (coord. structure)",
+        ),
+        "sector_code": ("Code secteur d'activité",),
+        "sector_label": ("Libellé secteur d'activité",),
+    }
+)
+_REQUIRED = ("id_type", "identifier", "idnps", "last_name", "first_name")
+
+_PRACTITIONER_COLUMNS = (
+    "idnps",
+    "import_id",
+    "id_kind",
+    "identifier",
+    "last_name",
+    "first_name",
+    "civility_code",
+    "civility",
+    "practice_civility_code",
+    "practice_civility",
+    "profession_code",
+    "profession_label",
+    "category_code",
+    "specialty_code",
+    "specialty_label",
+    "name_norm",
+)
+_ACTIVITY_COLUMNS = (
+    "idnps",
+    "import_id",
+    "line_no",
+    "mode_code",
+    "structure_id",
+    "siret",
+    "finess",
+    "structure_name",
+    "address",
+    "postal_code",
+    "city_code",
+    "city",
+    "city_norm",
+    "department_code",
+    "phone",
+    "email",
+    "sector_code",
+    "sector_label",
+)
+
+
+def _placeholders(n: int) -> str:
+    return ", ".join(f"${i}" for i in range(1, n + 1))
+
+
+_INSERT_PRACTITIONER = (
+    f"INSERT INTO directory_practitioner ({', '.join(_PRACTITIONER_COLUMNS)}) "
+    f"VALUES ({_placeholders(len(_PRACTITIONER_COLUMNS))}) ON CONFLICT DO NOTHING"
+)
+_INSERT_ACTIVITY = (
+    f"INSERT INTO directory_activity ({', '.join(_ACTIVITY_COLUMNS)}) "
+    f"VALUES ({_placeholders(len(_ACTIVITY_COLUMNS))})"
+)
+
+
+class ExtractFormatError(ValueError):
+    """The file as a whole is unusable (no header, required column missing, no valid row)."""
+
+
+class ImportSuperseded(RuntimeError):
+    """Another import started after this one; this one must not become current."""
+
+
+@dataclass(slots=True)
+class RejectionStats:
+    """How many lines were refused for one reason, with the first few line numbers."""
+
+    count: int = 0
+    examples: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    import_id: int
+    source_name: str
+    rows_read: int
+    rows_kept: int
+    rows_rejected: int
+    practitioners: int
+    activities: int
+    rejections: Mapping[str, RejectionStats]
+    duration_s: float
+
+
+# ---------------------------------------------------------------------------
+# Reading (synchronous; runs in a worker thread so the event loop stays free)
+
+
+def _header_key(name: str) -> str:
+    return fold(name)
+
+
+@dataclass(slots=True)
+class _Batch:
+    practitioners: list[tuple[Any, ...]]
+    activities: list[tuple[Any, ...]]
+    lines: int
+
+
+class _ExtractReader:
+    """Parses the extract line by line into batches of DB tuples, counting rejects."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        batch_size: int,
+        max_examples: int,
+        check_adeli_key: bool,
+    ) -> None:
+        self.batch_size = batch_size
+        self.max_examples = max_examples
+        self.check_adeli_key = check_adeli_key
+        self.import_id = 0
+        self.rows_read = 0
+        self.rows_kept = 0
+        self.activities = 0
+        self.rejections: dict[str, RejectionStats] = {}
+        self._line_no = 1
+        self._last_idnps = ""
+        # Per-import memos of folded first names and city names: few distinct values,
+        # millions of rows. Cleared when large, so memory stays bounded.
+        self._first_norm: dict[str, str] = {}
+        self._city_norm: dict[str, str] = {}
+        # errors="replace" lets one bad byte reject one line instead of the whole import.
+        self._file: IO[str] = path.open(encoding="utf-8", errors="replace", newline="")
+        try:
+            self._read_header()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _read_header(self) -> None:
+        header = self._file.readline()
+        if not header:
+            raise ExtractFormatError("the file is empty (no header line)")
+        names = header.lstrip("\ufeff").rstrip("\r\n").split("|")
+        if names and names[-1] == "":
+            names.pop()  # trailing separator
+        self.n_columns = len(names)
+        position: dict[str, int] = {}
+        for i, name in enumerate(names):
+            position.setdefault(_header_key(name), i)
+        self.idx: dict[str, int] = {}
+        for attr, spellings in _COLUMNS.items():
+            for spelling in spellings:
+                if (pos := position.get(_header_key(spelling))) is not None:
+                    self.idx[attr] = pos
+                    break
+        missing = [_COLUMNS[a][0] for a in _REQUIRED if a not in self.idx]
+        if missing:
+            raise ExtractFormatError(
+                "not a PS_LibreAcces_Personne_activite file: missing column(s) "
+                + ", ".join(repr(m) for m in missing)
+            )
+        self._compile()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _name_norm(self, last_name: str, first_name: str) -> str:
+        """``fold(f"{last} {first}")``, memoising the first-name half."""
+        first = self._first_norm.get(first_name)
+        if first is None:
+            if len(self._first_norm) > 200_000:
+                self._first_norm.clear()
+            first = self._first_norm[first_name] = fold(first_name)
+        return f"{fold(last_name)} {first}".strip()
+
+    def _reject(self, reason: str, detail: str) -> None:
+        stats = self.rejections.get(reason)
+        if stats is None:
+            stats = self.rejections[reason] = RejectionStats()
+        stats.count += 1
+        if len(stats.examples) < self.max_examples:
+            stats.examples.append((self._line_no, detail))
+
+    def read_batch(self) -> _Batch:
+        """The next ``batch_size`` lines, parsed; an empty batch means end of file."""
+        practitioners: list[tuple[Any, ...]] = []
+        activities: list[tuple[Any, ...]] = []
+        lines = 0
+        readline = self._file.readline
+        while lines < self.batch_size:
+            line = readline()
+            if not line:
+                break
+            self._line_no += 1
+            line = line.rstrip("\r\n")
+            if not line:
+                continue  # blank line, e.g. at end of file
+            lines += 1
+            self.rows_read += 1
+            self._parse(line, practitioners, activities)
+        self.activities += len(activities)
+        return _Batch(practitioners, activities, lines)
+
+    def _compile(self) -> None:
+        """Precompute field pickers: the per-line work is then a few C-level calls."""
+        idx = self.idx
+
+        def pick(*attrs: str) -> Callable[[list[str]], tuple[str, ...]]:
+            # A column absent from this layout reads the '' appended to every line.
+            return itemgetter(*(idx.get(a, -1) for a in attrs))
+
+        self._keys = pick("id_type", "identifier", "idnps", "last_name", "first_name")
+        self._person = pick(
+            "civility_code",
+            "civility",
+            "practice_civility_code",
+            "practice_civility",
+            "profession_code",
+            "profession_label",
+            "category_code",
+            "skill_type",
+            "skill_code",
+            "skill_label",
+        )
+        self._site = pick(
+            "mode_code",
+            "structure_id",
+            "siret",
+            "finess",
+            "company_name",
+            "trade_name",
+            "street_number",
+            "street_repeat",
+            "street_type",
+            "street",
+            "postal_code",
+            "city_code",
+            "city",
+            "department_code",
+            "phone",
+            "email",
+            "sector_code",
+            "sector_label",
+        )
+
+    def _parse(
+        self,
+        line: str,
+        practitioners: list[tuple[Any, ...]],
+        activities: list[tuple[Any, ...]],
+    ) -> None:
+        if "\ufffd" in line:
+            self._reject(BAD_ENCODING, "invalid UTF-8")
+            return
+        f = line.split("|")
+        n = len(f)
+        if n != self.n_columns and not (n == self.n_columns + 1 and f[-1] == ""):
+            self._reject(WRONG_COLUMN_COUNT, f"{n} fields, expected {self.n_columns}")
+            return
+        f.append("")
+        # Key fields are stripped; the others are used as published (never padded).
+        id_type, identifier, idnps, last_name, first_name = [v.strip() for v in self._keys(f)]
+        kind = _KINDS.get(id_type)
+        if kind is None:
+            self._reject(UNKNOWN_IDENTIFIER_TYPE, f"type {id_type[:8]!r}")
+            return
+        try:
+            check_number(kind, identifier)
+        except IdentifierError as e:
+            if self.check_adeli_key or kind != "adeli" or e.code != "bad_check_key":
+                self._reject(INVALID_IDENTIFIER, f"{kind}: {e.code}")
+                return
+        if idnps != id_type + identifier:
+            self._reject(IDNPS_MISMATCH, f"{idnps[:16]!r} is not {id_type}+{identifier}")
+            return
+        if not last_name:
+            self._reject(MISSING_NAME, "empty last name")
+            return
+        self.rows_kept += 1
+        import_id = self.import_id
+        if idnps != self._last_idnps:
+            # Rows of one person are normally adjacent; a later repeat is dropped by
+            # the database's ON CONFLICT DO NOTHING (first row wins).
+            self._last_idnps = idnps
+            (
+                civ_code,
+                civ,
+                pciv_code,
+                pciv,
+                prof_code,
+                prof_label,
+                cat_code,
+                skill_type,
+                skill_code,
+                skill_label,
+            ) = [v or None for v in self._person(f)]
+            specialty = skill_type == "S"  # ordinal specialty, not another skill kind
+            practitioners.append(
+                (
+                    idnps,
+                    import_id,
+                    kind,
+                    identifier,
+                    last_name,
+                    first_name,
+                    civ_code,
+                    civ,
+                    pciv_code,
+                    pciv,
+                    prof_code,
+                    prof_label or profession_label(prof_code),
+                    cat_code,
+                    skill_code if specialty else None,
+                    skill_label if specialty else None,
+                    self._name_norm(last_name, first_name),
+                )
+            )
+        (
+            mode,
+            structure_id,
+            siret,
+            finess,
+            company,
+            trade,
+            number,
+            repeat,
+            street_type,
+            street,
+            postal_code,
+            city_code,
+            city,
+            department,
+            phone,
+            email,
+            sector_code,
+            sector_label,
+        ) = [v or None for v in self._site(f)]
+        name = company or trade
+        if not (structure_id or siret or finess or name or postal_code or city):
+            return  # no activity site declared (e.g. retired, or no structure)
+        city_norm = None
+        if city is not None:
+            city_norm = self._city_norm.get(city)
+            if city_norm is None:
+                if len(self._city_norm) > 100_000:
+                    self._city_norm.clear()
+                city_norm = self._city_norm[city] = fold(city)
+        address = " ".join(p for p in (number, repeat, street_type, street) if p) or None
+        activities.append(
+            (
+                idnps,
+                import_id,
+                self._line_no,
+                mode,
+                structure_id,
+                siret,
+                finess,
+                name,
+                address,
+                postal_code,
+                city_code,
+                city,
+                city_norm,
+                department,
+                phone,
+                email,
+                sector_code,
+                sector_label,
+            )
+        )
+
+
+# ---------------------------------------------------------------------------
+# Writing
+
+
+def _acquire(db: Database) -> AbstractAsyncContextManager[Connection]:
+    # mautrix annotates acquire() in a way mypy cannot use as a context manager.
+    return cast("AbstractAsyncContextManager[Connection]", db.acquire())
+
+
+def _transaction(conn: Connection) -> AbstractAsyncContextManager[None]:
+    return cast("AbstractAsyncContextManager[None]", conn.transaction())
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def _write_batch(db: Database, batch: _Batch) -> None:
+    """One transaction per batch: other writers (the appservice) get turns in between."""
+    async with _acquire(db) as conn, _transaction(conn):
+        if db.scheme == Scheme.SQLITE:
+            if batch.practitioners:
+                await conn.executemany(_INSERT_PRACTITIONER, batch.practitioners)
+            if batch.activities:
+                await conn.executemany(_INSERT_ACTIVITY, batch.activities)
+            return
+        # Losing an uncommitted batch of a not-yet-current import on a crash is harmless
+        # (the import is redone), so don't wait for the WAL flush of each batch.
+        await conn.execute("SET LOCAL synchronous_commit = off")
+        if batch.practitioners:
+            await _copy_practitioners(conn, batch.practitioners)
+        if batch.activities:
+            await conn.copy_records_to_table(
+                "directory_activity", records=batch.activities, columns=_ACTIVITY_COLUMNS
+            )
+
+
+async def _copy_practitioners(conn: Connection, records: list[tuple[Any, ...]]) -> None:
+    """COPY straight into the table; if a person reappears non-adjacently, stage instead.
+
+    COPY cannot skip duplicates. Rows of one person are normally adjacent (and already
+    merged by the reader), so the slower staged ``INSERT … ON CONFLICT`` only runs for
+    the rare batch that needs it, rolled back to a savepoint first.
+    """
+    try:
+        async with _transaction(conn):
+            await conn.copy_records_to_table(
+                "directory_practitioner", records=records, columns=_PRACTITIONER_COLUMNS
+            )
+        return
+    except asyncpg.UniqueViolationError:
+        pass
+    await conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS directory_practitioner_stage "
+        "(LIKE directory_practitioner) ON COMMIT DELETE ROWS"
+    )
+    await conn.copy_records_to_table(
+        "directory_practitioner_stage", records=records, columns=_PRACTITIONER_COLUMNS
+    )
+    cols = ", ".join(_PRACTITIONER_COLUMNS)
+    await conn.execute(
+        f"INSERT INTO directory_practitioner ({cols}) "
+        f"SELECT {cols} FROM directory_practitioner_stage ON CONFLICT DO NOTHING"
+    )
+
+
+async def _start_import(db: Database, source_name: str) -> int:
+    """Register a new running import; any import still "running" is abandoned.
+
+    A crashed import would otherwise stay "running" forever. An abandoned import that
+    is in fact still running fails at its switch (see ImportSuperseded).
+    """
+    async with _acquire(db) as conn, _transaction(conn):
+        await conn.execute(
+            "UPDATE directory_import SET status = 'abandoned', finished_at = $1 "
+            "WHERE status = 'running'",
+            _now_ms(),
+        )
+        import_id = await conn.fetchval(
+            "INSERT INTO directory_import (started_at, source_name) VALUES ($1, $2) RETURNING id",
+            _now_ms(),
+            source_name,
+        )
+    return int(import_id)
+
+
+async def _switch(db: Database, import_id: int, reader: _ExtractReader, practitioners: int) -> None:
+    """Make ``import_id`` current and delete every other import's rows, atomically."""
+    rejected = reader.rows_read - reader.rows_kept
+    async with _acquire(db) as conn, _transaction(conn):
+        ok = await conn.fetchval(
+            "UPDATE directory_import SET status = 'done', finished_at = $2, rows_read = $3, "
+            "rows_kept = $4, rows_rejected = $5, practitioners = $6 "
+            "WHERE id = $1 AND status = 'running' RETURNING id",
+            import_id,
+            _now_ms(),
+            reader.rows_read,
+            reader.rows_kept,
+            rejected,
+            practitioners,
+        )
+        if ok is None:
+            raise ImportSuperseded(f"directory import {import_id} was superseded by a newer one")
+        await conn.execute(
+            "UPDATE directory_import SET is_current = false, status = 'replaced' "
+            "WHERE is_current AND id <> $1",
+            import_id,
+        )
+        await conn.execute("UPDATE directory_import SET is_current = true WHERE id = $1", import_id)
+        await conn.execute("DELETE FROM directory_activity WHERE import_id <> $1", import_id)
+        await conn.execute("DELETE FROM directory_practitioner WHERE import_id <> $1", import_id)
+
+
+async def _fail(db: Database, import_id: int, error: BaseException) -> None:
+    """Best effort: mark the import failed and drop its rows (never the current ones)."""
+    try:
+        async with _acquire(db) as conn, _transaction(conn):
+            await conn.execute(
+                "UPDATE directory_import SET status = 'failed', finished_at = $2, error = $3 "
+                "WHERE id = $1 AND NOT is_current",
+                import_id,
+                _now_ms(),
+                f"{type(error).__name__}: {error}"[:500],
+            )
+            await conn.execute(
+                "DELETE FROM directory_activity WHERE import_id = $1 AND import_id NOT IN "
+                "(SELECT id FROM directory_import WHERE is_current)",
+                import_id,
+            )
+            await conn.execute(
+                "DELETE FROM directory_practitioner WHERE import_id = $1 AND import_id NOT IN "
+                "(SELECT id FROM directory_import WHERE is_current)",
+                import_id,
+            )
+    except Exception:
+        log.exception("Could not clean up failed directory import %d", import_id)
+
+
+async def import_extract(
+    db: Database,
+    path: Path,
+    *,
+    batch_size: int = 5000,
+    max_examples: int = 10,
+    check_adeli_key: bool = True,
+    max_reject_ratio: float = 0.5,
+) -> ImportReport:
+    """Import an extract file and make it the current directory.
+
+    Malformed lines are rejected (see the report) while the rest imports. The switch is
+    refused, leaving the previous directory in place, if no line is valid or more than
+    ``max_reject_ratio`` of them are rejected: a truncated or wrong file must not wipe
+    the directory. ``check_adeli_key=False`` accepts ADELI numbers failing the (inferred)
+    Luhn key, should that rule prove wrong on real data.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be positive")
+    started = time.monotonic()
+    reader = await asyncio.to_thread(
+        _ExtractReader,
+        path,
+        batch_size=batch_size,
+        max_examples=max_examples,
+        check_adeli_key=check_adeli_key,
+    )
+    try:
+        import_id = await _start_import(db, path.name)
+        reader.import_id = import_id
+        try:
+            # Parse the next batch in a thread while the current one is written.
+            pending = asyncio.ensure_future(asyncio.to_thread(reader.read_batch))
+            try:
+                while True:
+                    batch = await pending
+                    if not batch.lines:
+                        break
+                    pending = asyncio.ensure_future(asyncio.to_thread(reader.read_batch))
+                    await _write_batch(db, batch)
+            finally:
+                if not pending.done():
+                    pending.cancel()
+                    await asyncio.gather(pending, return_exceptions=True)
+            if reader.rows_kept == 0:
+                raise ExtractFormatError(f"{path.name}: no valid line, directory left unchanged")
+            rejected = reader.rows_read - reader.rows_kept
+            if rejected > max_reject_ratio * reader.rows_read:
+                raise ExtractFormatError(
+                    f"{path.name}: {rejected} of {reader.rows_read} lines rejected, "
+                    "directory left unchanged"
+                )
+            practitioners = int(
+                await db.fetchval(
+                    "SELECT COUNT(*) FROM directory_practitioner WHERE import_id = $1", import_id
+                )
+            )
+            await _switch(db, import_id, reader, practitioners)
+        except BaseException as e:
+            await _fail(db, import_id, e)
+            raise
+    finally:
+        await asyncio.to_thread(reader.close)
+    report = ImportReport(
+        import_id=import_id,
+        source_name=path.name,
+        rows_read=reader.rows_read,
+        rows_kept=reader.rows_kept,
+        rows_rejected=reader.rows_read - reader.rows_kept,
+        practitioners=practitioners,
+        activities=reader.activities,
+        rejections=MappingProxyType(dict(reader.rejections)),
+        duration_s=time.monotonic() - started,
+    )
+    log.info(
+        "Directory import %d from %s: %d lines, %d kept, %d rejected, %d practitioners in %.1f s",
+        import_id,
+        report.source_name,
+        report.rows_read,
+        report.rows_kept,
+        report.rows_rejected,
+        report.practitioners,
+        report.duration_s,
+    )
+    return report
+
+
+# ---------------------------------------------------------------------------
+# Reading the imported directory
+
+_SELECT = (
+    "p.idnps, p.id_kind, p.identifier, p.last_name, p.first_name, p.civility, "
+    "p.practice_civility, p.profession_code, p.profession_label, p.specialty_code, "
+    "p.specialty_label"
+)
+
+
+def _prefix_range(prefix: str) -> tuple[str, str]:
+    """[lo, hi) bounds of strings starting with ``prefix`` (folded ASCII), index-friendly."""
+    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def _name_prefixes(name: str) -> list[str]:
+    """The query as typed, plus its word rotations ("jean dupont" → "dupont jean")."""
+    words = fold(name).split()[:4]
+    out: list[str] = []
+    for i in range(len(words)):
+        candidate = " ".join(words[i:] + words[:i])
+        if candidate not in out:
+            out.append(candidate)
+    return out
+
+
+def _practitioners(rows: Iterable[Mapping[str, Any]]) -> list[Practitioner]:
+    """Fold joined practitioner×activity rows (ordered by practitioner) into objects."""
+    out: list[Practitioner] = []
+    current: dict[str, Any] | None = None
+    cities: list[str] = []
+    mailboxes: list[str] = []
+
+    def flush() -> None:
+        if current is None:
+            return
+        out.append(
+            Practitioner(
+                idnps=current["idnps"],
+                id_kind=current["id_kind"],
+                identifier=current["identifier"],
+                last_name=current["last_name"],
+                first_name=current["first_name"],
+                civility=current["practice_civility"] or current["civility"],
+                profession_code=current["profession_code"],
+                profession_label=current["profession_label"],
+                specialty_code=current["specialty_code"],
+                specialty_label=current["specialty_label"],
+                active=True,  # the extract lists registered practitioners only
+                cities=tuple(cities),
+                mailboxes=tuple(mailboxes),
+            )
+        )
+
+    for row in rows:
+        if current is None or row["idnps"] != current["idnps"]:
+            flush()
+            current = {k: row[k] for k in _SELECT.replace("p.", "").split(", ")}
+            cities = []
+            mailboxes = []
+        city = row["city"]
+        if city and city not in cities:
+            cities.append(city)
+        email = (row["email"] or "").strip().lower()
+        # Structure e-mails on MSSanté domains are secure mailboxes; others are not.
+        if email.endswith("mssante.fr") and email not in mailboxes:
+            mailboxes.append(email)
+    flush()
+    return out
+
+
+class ExtractDirectory:
+    """:class:`~bridge.policy.directory.DirectoryLookup` over the current imported extract."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def _no_current_import(self) -> bool:
+        return await self.db.fetchval("SELECT id FROM directory_import WHERE is_current") is None
+
+    async def lookup(self, idnps: str) -> Practitioner | None:
+        wanted = parse_identifier(idnps).idnps
+        # One statement, so one snapshot: never a practitioner from one import with
+        # activities from another.
+        rows = await self.db.fetch(
+            f"SELECT {_SELECT}, a.city, a.email FROM directory_import i "
+            "JOIN directory_practitioner p ON p.import_id = i.id AND p.idnps = $1 "
+            "LEFT JOIN directory_activity a ON a.import_id = p.import_id AND a.idnps = p.idnps "
+            "WHERE i.is_current",
+            wanted,
+        )
+        if not rows:
+            if await self._no_current_import():
+                raise DirectoryUnavailable("no Annuaire Santé extract has been imported yet")
+            return None
+        return _practitioners(cast("Sequence[Mapping[str, Any]]", rows))[0]
+
+    async def search(
+        self, name: str, profession: str | None, city: str | None, limit: int
+    ) -> list[Practitioner]:
+        """Prefix search on "last first" or "first last"; empty name gives no result."""
+        prefixes = _name_prefixes(name)
+        limit = max(0, min(limit, _MAX_SEARCH_LIMIT))
+        if not prefixes or limit == 0:
+            return []
+        args: list[Any] = []
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        ranges = []
+        for prefix in prefixes:
+            lo, hi = _prefix_range(prefix)
+            ranges.append(f"(p.name_norm >= {arg(lo)} AND p.name_norm < {arg(hi)})")
+        where = [f"({' OR '.join(ranges)})"]
+        if profession is not None:
+            codes = profession_codes(profession)
+            if not codes:
+                return []
+            where.append(f"p.profession_code IN ({', '.join(arg(c) for c in codes)})")
+        if city is not None:
+            c = city.strip()
+            if c.isascii() and c.isdigit():
+                cond = f"a.postal_code LIKE {arg(c + '%')}"
+            else:
+                folded = fold(c)
+                if not folded:
+                    return []
+                cond = f"a.city_norm LIKE {arg(folded + '%')}"
+            where.append(
+                "EXISTS (SELECT 1 FROM directory_activity a WHERE a.import_id = p.import_id "
+                f"AND a.idnps = p.idnps AND {cond})"
+            )
+        limit_arg = arg(limit)
+        cols = _SELECT.replace("p.", "h.")
+        query = (
+            "WITH hits AS ("
+            f"SELECT {_SELECT}, p.name_norm, p.import_id FROM directory_practitioner p "
+            "JOIN directory_import i ON i.id = p.import_id AND i.is_current "
+            f"WHERE {' AND '.join(where)} "
+            f"ORDER BY p.name_norm, p.idnps LIMIT {limit_arg}) "
+            f"SELECT {cols}, a.city, a.email FROM hits h "
+            "LEFT JOIN directory_activity a ON a.import_id = h.import_id AND a.idnps = h.idnps "
+            "ORDER BY h.name_norm, h.idnps"
+        )
+        rows = await self.db.fetch(query, *args)
+        if not rows and await self._no_current_import():
+            raise DirectoryUnavailable("no Annuaire Santé extract has been imported yet")
+        return _practitioners(cast("Sequence[Mapping[str, Any]]", rows))

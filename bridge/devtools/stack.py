@@ -1,0 +1,127 @@
+"""A throwaway Synapse and SantéGuard wired together on loopback, for tests and the demo.
+
+SantéGuard starts first (the homeserver's gate module calls it synchronously), then
+Synapse with SantéGuard's registration and the HTTP antispam module; the bot is ready
+once its user is registered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import socket
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..app import SanteGuard
+from ..config import Config
+from ..registration import build_registration, generate_tokens
+from ..services.gate import Gate
+from .client import SimpleClient
+from .synapse import AntispamModule, LocalSynapse, RegisteredUser
+
+ANTISPAM_PATH = "/_santeguard/antispam"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class DevStack:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        db_uri: str,
+        server_name: str = "santeguard.test",
+        admins: Sequence[str] = (),
+        gate: Gate | None = None,
+        encryption_by_default: bool = False,
+        config_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.server_name = server_name
+        self.as_port = free_port()
+        self.as_token, self.hs_token = generate_tokens()
+        self.gate_token = secrets.token_urlsafe(32)
+        self.registration_path = workdir / "registration.yaml"
+        registration = build_registration(
+            service_id="santeguard",
+            url=f"http://127.0.0.1:{self.as_port}",
+            domain=server_name,
+            bot_username="santeguard",
+            as_token=self.as_token,
+            hs_token=self.hs_token,
+        )
+        self.sender_localpart = str(registration["sender_localpart"])
+        self.registration_path.write_text(yaml.safe_dump(registration), encoding="utf-8")
+        self.registration_path.chmod(0o600)
+        self.synapse = LocalSynapse(
+            workdir / "synapse",
+            server_name=server_name,
+            appservice_registrations=[self.registration_path],
+            antispam=AntispamModule(
+                base_url=f"http://127.0.0.1:{self.as_port}{ANTISPAM_PATH}", token=self.gate_token
+            ),
+            encryption_by_default=encryption_by_default,
+        )
+        self._db_uri = db_uri
+        self._admins = list(admins)
+        self._gate = gate
+        self._overrides = config_overrides or {}
+        self.santeguard: SanteGuard | None = None
+
+    def config(self) -> Config:
+        data: dict[str, Any] = {
+            "homeserver": {"address": self.synapse.base_url, "domain": self.server_name},
+            "appservice": {
+                "address": f"http://127.0.0.1:{self.as_port}",
+                "hostname": "127.0.0.1",
+                "port": self.as_port,
+                "as_token": self.as_token,
+                "hs_token": self.hs_token,
+            },
+            "antispam": {"path": ANTISPAM_PATH, "token": self.gate_token},
+            "database": {"uri": self._db_uri},
+            "bot": {"admins": self._admins},
+        }
+        for section, values in self._overrides.items():
+            data.setdefault(section, {}).update(values)
+        return Config(**data)
+
+    async def start_santeguard(self) -> SanteGuard:
+        self.santeguard = SanteGuard(self.config(), gate=self._gate)
+        await self.santeguard.start()
+        return self.santeguard
+
+    async def start(self, timeout: float = 60) -> None:  # noqa: ASYNC109
+        await self.start_santeguard()
+        await self.synapse.start(timeout=timeout)
+        await self.synapse.register_appservice_user(self.as_token, self.sender_localpart)
+        assert self.santeguard is not None
+        await asyncio.wait_for(self.santeguard.bot_ready.wait(), timeout)
+
+    async def stop_santeguard(self) -> None:
+        if self.santeguard is not None:
+            await self.santeguard.stop()
+            self.santeguard = None
+
+    async def stop(self) -> None:
+        await self.stop_santeguard()
+        await self.synapse.stop()
+
+    @property
+    def bot_mxid(self) -> str:
+        return f"@santeguard:{self.server_name}"
+
+    async def user(
+        self, localpart: str, *, admin: bool = False, displayname: str | None = None
+    ) -> tuple[RegisteredUser, SimpleClient]:
+        user = await self.synapse.register_user(localpart, admin=admin, displayname=displayname)
+        return user, SimpleClient(self.synapse.base_url, user.user_id, user.access_token)

@@ -1,0 +1,1 @@
+"""Tests of the in-room admin command framework (`bot/`)."""

@@ -73,8 +73,11 @@ def _serve_santeguard(db_uri: str, synchronous: str, port: int, ready: Any) -> N
     async def main() -> None:
         cfg = make_config(
             db_uri,
-            appservice={"port": port, "address": f"http://127.0.0.1:{port}",
-                        "max_body_bytes": 10 * 1024 * 1024},
+            appservice={
+                "port": port,
+                "address": f"http://127.0.0.1:{port}",
+                "max_body_bytes": 10 * 1024 * 1024,
+            },
             database={"sqlite_synchronous": synchronous},
             logging={"level": "ERROR"},
         )
@@ -105,7 +108,9 @@ async def _drive(port: int, bodies: list[bytes], prefix: str) -> tuple[float, li
         return time.perf_counter() - start, lat
 
 
-def _run_receiver(target: Any, args: tuple[Any, ...], bodies: list[bytes], prefix: str) -> tuple[float, list[float]]:
+def _run_receiver(
+    target: Any, args: tuple[Any, ...], bodies: list[bytes], prefix: str
+) -> tuple[float, list[float]]:
     ctx = mp.get_context("spawn")
     ready = ctx.Event()
     port = free_port()
@@ -138,7 +143,9 @@ async def _drop_pg(uri: str) -> None:
     await conn.close()
 
 
-def _fmt(name: str, events: int, elapsed: float, lat: list[float], base: float | None) -> tuple[str, float]:
+def _fmt(
+    name: str, events: int, elapsed: float, lat: list[float], base: float | None
+) -> tuple[str, float]:
     rate = events / elapsed
     lat_ms = sorted(x * 1000 for x in lat)
     p50 = statistics.median(lat_ms)
@@ -148,9 +155,13 @@ def _fmt(name: str, events: int, elapsed: float, lat: list[float], base: float |
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument(
-        "--db", action="append", choices=["sqlite", "sqlite-normal", "postgres"],
+        "--db",
+        action="append",
+        choices=["sqlite", "sqlite-normal", "postgres"],
         help="repeatable; sqlite = synchronous=FULL (fsync per commit), sqlite-normal = "
         "synchronous=NORMAL (survives process crashes, not power loss)",
     )
@@ -161,7 +172,9 @@ def main() -> int:
     dbs = args.db or ["sqlite", "sqlite-normal", "postgres"]
     bodies = _bodies(args.txns, args.events)
     total = args.txns * args.events
-    print(f"{args.txns} transactions x {args.events} events, concurrency 1, median of {args.repeat}")
+    print(
+        f"{args.txns} transactions x {args.events} events, concurrency 1, median of {args.repeat}"
+    )
     print(f"{'receiver':<34} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>7}")
     results: dict[str, list[tuple[float, list[float]]]] = {}
     for rnd in range(args.repeat):

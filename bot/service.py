@@ -92,7 +92,10 @@ class CommandService:
         invocation = parse_invocation(content["body"], self._dispatcher.prefix)
         # Only the command's name is audited: arguments may name patients or colleagues.
         await self._audit.record(
-            sender, "bot.command", room_id=room_id, subject=event_id,
+            sender,
+            "bot.command",
+            room_id=room_id,
+            subject=event_id,
             details={"command": invocation.name if invocation else ""},
         )
         return True

@@ -62,11 +62,9 @@ class SanteGuard:
             config.database.uri,
             upgrade_table=build_upgrade_table(),
             db_args=sqlite_db_args(config),
-            log=logging.getLogger("santeguard.db"),  # type: ignore[arg-type]
+            log=logging.getLogger("santeguard.db"),
         )
-        self.queue = EventQueueStore(
-            self.db, sqlite_synchronous=config.database.sqlite_synchronous
-        )
+        self.queue = EventQueueStore(self.db, sqlite_synchronous=config.database.sqlite_synchronous)
         self.rooms = RoomStore(self.db)
         self.audit = AuditLog(self.db)
         self.gate: Gate = gate or AllowAllGate()
@@ -106,12 +104,19 @@ class SanteGuard:
         cfg = self.config.bot
         registry = CommandRegistry.from_handlers(BuiltinCommands())
         dispatcher = CommandDispatcher(
-            registry, Translator(), prefix=cfg.prefix, admins=cfg.admins,
+            registry,
+            Translator(),
+            prefix=cfg.prefix,
+            admins=cfg.admins,
             default_language=cfg.language,
         )
         return CommandService(
-            dispatcher=dispatcher, services=self, matrix=matrix, rooms=self.rooms,
-            audit=self.audit, command_log=CommandLog(self.db),
+            dispatcher=dispatcher,
+            services=self,
+            matrix=matrix,
+            rooms=self.rooms,
+            audit=self.audit,
+            command_log=CommandLog(self.db),
         )
 
     async def readiness(self) -> dict[str, bool]:
@@ -134,7 +139,7 @@ class SanteGuard:
         await self.db.start()
         await self.queue.open()
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=None if cfg.homeserver.verify_ssl else False),
+            connector=aiohttp.TCPConnector(ssl=True if cfg.homeserver.verify_ssl else False),
             headers={"User-Agent": f"SanteGuard/{__version__}"},
         )
         self.matrix = MatrixClient(
@@ -172,7 +177,9 @@ class SanteGuard:
         site = web.TCPSite(self._runner, cfg.appservice.hostname, cfg.appservice.port)
         await site.start()
         log.info(
-            "SantéGuard %s listening on %s:%d", __version__, cfg.appservice.hostname,
+            "SantéGuard %s listening on %s:%d",
+            __version__,
+            cfg.appservice.hostname,
             cfg.appservice.port,
         )
         if antispam_token is None:
@@ -207,7 +214,9 @@ class SanteGuard:
             try:
                 await self.queue.checkpoint()
                 if ticks % 60 == 0:
-                    pruned = await self.queue.prune_done(self.config.dispatch.keep_done_seconds * 1000)
+                    pruned = await self.queue.prune_done(
+                        self.config.dispatch.keep_done_seconds * 1000
+                    )
                     if pruned:
                         log.debug("Pruned %d handled transactions", pruned)
             except Exception:

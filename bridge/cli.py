@@ -35,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("-r", "--registration", required=True, help="where to write registration.yaml")
     g.add_argument("--force", action="store_true", help="overwrite an existing registration file")
 
-    r = sub.add_parser("run", help="run the appservice", description="Run SantéGuard until stopped.")
+    r = sub.add_parser(
+        "run", help="run the appservice", description="Run SantéGuard until stopped."
+    )
     r.add_argument("-c", "--config", required=True, help="path to config.yaml")
 
     c = sub.add_parser(
@@ -56,7 +58,12 @@ def cmd_generate_registration(args: argparse.Namespace) -> int:
     hs = raw.get("homeserver") or {}
     app = raw.get("appservice") or {}
     missing = [
-        k for k, v in (("homeserver.domain", hs.get("domain")), ("appservice.address", app.get("address"))) if not v
+        k
+        for k, v in (
+            ("homeserver.domain", hs.get("domain")),
+            ("appservice.address", app.get("address")),
+        )
+        if not v
     ]
     if missing:
         print(f"error: invalid configuration: {', '.join(missing)} must be set", file=sys.stderr)
@@ -93,8 +100,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"Configuration OK: bot {cfg.bot_mxid}, database {cfg.database.uri.split(':', 1)[0]}, "
-          f"listening on {cfg.appservice.hostname}:{cfg.appservice.port}")
+    print(
+        f"Configuration OK: bot {cfg.bot_mxid}, database {cfg.database.uri.split(':', 1)[0]}, "
+        f"listening on {cfg.appservice.hostname}:{cfg.appservice.port}"
+    )
     if cfg.antispam.token is None:
         print("warning: antispam.token is not set; the synchronous gate will refuse every call")
     return 0

@@ -19,6 +19,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+_PLACEHOLDER = "This value is generated when generating the registration"
+
 
 class ConfigError(Exception):
     """Raised with a readable message naming the key path(s) that are wrong."""
@@ -56,8 +58,8 @@ class AppserviceConfig(_Section):
     @field_validator("as_token", "hs_token")
     @classmethod
     def _not_placeholder(cls, v: SecretStr) -> SecretStr:
-        secret = v.get_secret_value()
-        if not secret or secret == "This value is generated when generating the registration":
+        value = v.get_secret_value()
+        if not value or value == _PLACEHOLDER:
             raise ValueError("is not set: run `santeguard generate-registration` first")
         return v
 
@@ -185,7 +187,7 @@ def read_raw_config(path: str | Path, overrides: dict[str, Any] | None = None) -
         raise ConfigError(f"{p}: the top level must be a mapping of sections")
     if overrides:
         raw = _deep_merge(raw, overrides)
-    return raw
+    return dict(raw)
 
 
 def _fill_tokens_from_registration(raw: dict[str, Any], base: Path) -> None:

@@ -86,7 +86,8 @@ def data_dir() -> Iterator[Path]:
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 async def stack(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
     pg_database: str | None,
 ) -> AsyncIterator[DevStack]:
     """A real Synapse with SantéGuard registered and gating it, once per database.

@@ -41,7 +41,9 @@ def make_config(db_uri: str, homeserver: str = "http://127.0.0.1:9", **sections:
     return Config(**data)
 
 
-def message_event(room: str, n: int, body: str = "hello", sender: str = "@a:santeguard.test") -> dict[str, Any]:
+def message_event(
+    room: str, n: int, body: str = "hello", sender: str = "@a:santeguard.test"
+) -> dict[str, Any]:
     return {
         "type": "m.room.message",
         "event_id": f"$ev{n}-{room.strip('!').split(':')[0]}",

@@ -16,8 +16,9 @@ from tests.helpers import HS_TOKEN, make_config
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=20,
 )
 event_like = st.fixed_dictionaries(
@@ -32,7 +33,9 @@ event_like = st.fixed_dictionaries(
 )
 bodies = st.one_of(
     json_values,
-    st.fixed_dictionaries({"events": st.lists(event_like, max_size=5)}, optional={"to_device": json_values}),
+    st.fixed_dictionaries(
+        {"events": st.lists(event_like, max_size=5)}, optional={"to_device": json_values}
+    ),
 )
 raw_bytes = st.binary(max_size=200)
 

@@ -26,7 +26,7 @@ def example(tmp_path: Path) -> Path:
 
 
 def test_example_config_needs_a_registration(example: Path) -> None:
-    with pytest.raises(ConfigError, match="appservice.registration: .* does not exist"):
+    with pytest.raises(ConfigError, match=r"appservice\.registration: .* does not exist"):
         load_config(example)
 
 
@@ -36,7 +36,10 @@ def test_generate_registration_then_load(example: Path, capsys: pytest.CaptureFi
     assert stat.S_IMODE(reg.stat().st_mode) == 0o600
     data = yaml.safe_load(reg.read_text())
     assert data["url"] == "http://127.0.0.1:29340"
-    assert data["namespaces"]["users"][0] == {"regex": "@santeguard:sante\\.example", "exclusive": True}
+    assert data["namespaces"]["users"][0] == {
+        "regex": "@santeguard:sante\\.example",
+        "exclusive": True,
+    }
     assert data["namespaces"]["rooms"] == [{"regex": ".*", "exclusive": False}]
     assert data["as_token"] != data["hs_token"] and len(data["as_token"]) >= 40
     assert data["sender_localpart"] != "santeguard"
@@ -51,7 +54,18 @@ def test_generate_registration_then_load(example: Path, capsys: pytest.CaptureFi
 
 
 def test_environment_overrides_file(example: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert main(["generate-registration", "-c", str(example), "-r", str(example.parent / "registration.yaml")]) == 0
+    assert (
+        main(
+            [
+                "generate-registration",
+                "-c",
+                str(example),
+                "-r",
+                str(example.parent / "registration.yaml"),
+            ]
+        )
+        == 0
+    )
     monkeypatch.setenv("SANTEGUARD_APPSERVICE__AS_TOKEN", "from-env-token-123")
     monkeypatch.setenv("SANTEGUARD_BOT__LANGUAGE", "en")
     monkeypatch.setenv("SANTEGUARD_DATABASE__URI", "postgres://u@db/santeguard")
@@ -67,13 +81,21 @@ def test_environment_overrides_file(example: Path, monkeypatch: pytest.MonkeyPat
 @pytest.mark.parametrize(
     ("patch", "message"),
     [
-        ({"bot": {"admins": ["admin"]}}, "bot.admins: Value error, 'admin' is not a Matrix user ID"),
+        (
+            {"bot": {"admins": ["admin"]}},
+            "bot.admins: Value error, 'admin' is not a Matrix user ID",
+        ),
         ({"database": {"uri": "mysql://x"}}, "database.uri: Value error, must be sqlite:///path"),
-        ({"appservice": {"port": 0}}, "appservice.port: Input should be greater than or equal to 1"),
+        (
+            {"appservice": {"port": 0}},
+            "appservice.port: Input should be greater than or equal to 1",
+        ),
         ({"homeserver": {"typo": 1}}, "homeserver.typo: unknown key"),
     ],
 )
-def test_invalid_values_name_the_key(example: Path, patch: dict[str, dict[str, object]], message: str) -> None:
+def test_invalid_values_name_the_key(
+    example: Path, patch: dict[str, dict[str, object]], message: str
+) -> None:
     raw = yaml.safe_load(example.read_text())
     for section, values in patch.items():
         raw[section].update(values)
@@ -96,6 +118,11 @@ def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
 def test_console_script_help() -> None:
     exe = Path(sys.executable).parent / "santeguard"
     for sub in ([], ["run"], ["generate-registration"], ["check-config"]):
-        out = subprocess.run([str(exe), *sub, "--help"], capture_output=True, text=True, check=True,
-                             env={**os.environ})
+        out = subprocess.run(
+            [str(exe), *sub, "--help"],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ},
+        )
         assert "usage: santeguard" in out.stdout

@@ -31,8 +31,11 @@ async def test_bot_joins_and_answers_ping_and_status(stack: DevStack) -> None:
         room = await alice.create_room(invite=(stack.bot_mxid,), name="Concertation")
         await alice.wait_for_event(
             room,
-            lambda ev: ev.get("type") == "m.room.member" and ev.get("state_key") == stack.bot_mxid
-            and ev["content"].get("membership") == "join",
+            lambda ev: (
+                ev.get("type") == "m.room.member"
+                and ev.get("state_key") == stack.bot_mxid
+                and ev["content"].get("membership") == "join"
+            ),
         )
         await alice.send_text(room, "!sg ping")
         pong = await alice.wait_for_event(room, _notice_from(stack.bot_mxid, "ms"))
@@ -48,7 +51,8 @@ async def test_help_in_english_after_language_switch(stack: DevStack) -> None:
     async with bob:
         room = await bob.create_room(invite=(stack.bot_mxid,))
         await bob.wait_for_event(
-            room, lambda ev: ev.get("type") == "m.room.member" and ev.get("state_key") == stack.bot_mxid
+            room,
+            lambda ev: ev.get("type") == "m.room.member" and ev.get("state_key") == stack.bot_mxid,
         )
         await bob.send_text(room, "!sg help")
         fr = await bob.wait_for_event(room, _notice_from(stack.bot_mxid, "ping"))
@@ -60,14 +64,18 @@ async def test_help_in_english_after_language_switch(stack: DevStack) -> None:
 
 
 async def test_permission_denied_for_plain_member(stack: DevStack) -> None:
-    carol_user, carol = await stack.user(f"carol{time.monotonic_ns()}")
+    _, carol = await stack.user(f"carol{time.monotonic_ns()}")
     dave_user, dave = await stack.user(f"dave{time.monotonic_ns()}")
     async with carol, dave:
         room = await carol.create_room(invite=(stack.bot_mxid, dave_user.user_id))
         await dave.join(room)
         await carol.wait_for_event(
-            room, lambda ev: ev.get("type") == "m.room.member" and ev.get("state_key") == stack.bot_mxid
-            and ev["content"].get("membership") == "join",
+            room,
+            lambda ev: (
+                ev.get("type") == "m.room.member"
+                and ev.get("state_key") == stack.bot_mxid
+                and ev["content"].get("membership") == "join"
+            ),
         )
         await dave.send_text(room, "!sg language en")
         denied = await dave.wait_for_event(room, _notice_from(stack.bot_mxid))
@@ -81,8 +89,12 @@ async def test_replayed_command_is_not_answered_twice(stack: DevStack) -> None:
     async with erin:
         room = await erin.create_room(invite=(stack.bot_mxid,))
         await erin.wait_for_event(
-            room, lambda ev: ev.get("type") == "m.room.member" and ev.get("state_key") == stack.bot_mxid
-            and ev["content"].get("membership") == "join",
+            room,
+            lambda ev: (
+                ev.get("type") == "m.room.member"
+                and ev.get("state_key") == stack.bot_mxid
+                and ev["content"].get("membership") == "join"
+            ),
         )
         event_id = await erin.send_text(room, "!sg ping")
         await erin.wait_for_event(room, _notice_from(stack.bot_mxid, "ms"))
@@ -96,8 +108,12 @@ async def test_replayed_command_is_not_answered_twice(stack: DevStack) -> None:
         await sg.dispatcher.wait_idle()
         await erin.send_text(room, "marker")
         data = await erin.request("GET", f"/rooms/{room}/messages?dir=b&limit=20")
-        pongs = [e for e in data["chunk"] if e.get("sender") == stack.bot_mxid
-                 and e.get("content", {}).get("body", "").lower().startswith("pong")]
+        pongs = [
+            e
+            for e in data["chunk"]
+            if e.get("sender") == stack.bot_mxid
+            and e.get("content", {}).get("body", "").lower().startswith("pong")
+        ]
         assert len(pongs) == 1
 
 

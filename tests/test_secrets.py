@@ -28,12 +28,20 @@ async def test_logs_never_contain_configured_tokens(db_uri: str) -> None:
         base = cfg.appservice.address
         async with aiohttp.ClientSession() as s:
             # legacy query token (would appear in an access log), wrong tokens, a valid txn
-            await s.put(f"{base}/_matrix/app/v1/transactions/a?access_token={HS_TOKEN}",
-                        json={"events": [message_event("!r:x", 1)]})
-            await s.put(f"{base}/_matrix/app/v1/transactions/b",
-                        headers={"Authorization": f"Bearer {HS_TOKEN}x"}, json={"events": []})
-            await s.post(f"{base}{cfg.antispam.path}/ping",
-                         headers={"Authorization": f"Bearer {GATE_TOKEN}"}, json={"id": "1"})
+            await s.put(
+                f"{base}/_matrix/app/v1/transactions/a?access_token={HS_TOKEN}",
+                json={"events": [message_event("!r:x", 1)]},
+            )
+            await s.put(
+                f"{base}/_matrix/app/v1/transactions/b",
+                headers={"Authorization": f"Bearer {HS_TOKEN}x"},
+                json={"events": []},
+            )
+            await s.post(
+                f"{base}{cfg.antispam.path}/ping",
+                headers={"Authorization": f"Bearer {GATE_TOKEN}"},
+                json={"id": "1"},
+            )
         # The bot's registration against an unreachable homeserver logs failures with
         # the request it tried (which carries the as_token).
         logging.getLogger("santeguard.test").error("leak attempt %s and %s", AS_TOKEN, HS_TOKEN)
@@ -54,7 +62,9 @@ async def test_logs_never_contain_configured_tokens(db_uri: str) -> None:
 
 def test_scrubber_masks_bearer_and_exceptions() -> None:
     scrub = SecretScrubber([HS_TOKEN])
-    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "header Bearer %s", ("zzzzzzzzzz",), None)
+    record = logging.LogRecord(
+        "x", logging.ERROR, __file__, 1, "header Bearer %s", ("zzzzzzzzzz",), None
+    )
     try:
         raise RuntimeError(f"failed with {HS_TOKEN}")
     except RuntimeError:
@@ -69,11 +79,19 @@ def test_scrubber_masks_bearer_and_exceptions() -> None:
 
 def test_config_errors_do_not_echo_secrets(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump({
-        "homeserver": {"address": "ftp://nope", "domain": "x"},
-        "appservice": {"address": "http://a", "as_token": AS_TOKEN, "hs_token": 12345678,
-                       "port": 99999},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "homeserver": {"address": "ftp://nope", "domain": "x"},
+                "appservice": {
+                    "address": "http://a",
+                    "as_token": AS_TOKEN,
+                    "hs_token": 12345678,
+                    "port": 99999,
+                },
+            }
+        )
+    )
     with pytest.raises(ConfigError) as err:
         load_config(path)
     message = str(err.value)

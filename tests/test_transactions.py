@@ -12,7 +12,6 @@ import pytest
 
 from bridge.app import SanteGuard
 from bridge.services.errors import TransientError
-
 from tests.helpers import GATE_TOKEN, HS_TOKEN, make_config, message_event
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
@@ -52,20 +51,29 @@ async def running(db_uri: str) -> AsyncIterator[tuple[SanteGuard, str, Recorder]
 
 
 async def put_txn(
-    base: str, txn_id: str, body: Any, token: str | None = HS_TOKEN, raw: bytes | None = None,
+    base: str,
+    txn_id: str,
+    body: Any,
+    token: str | None = HS_TOKEN,
+    raw: bytes | None = None,
     query: str = "",
 ) -> tuple[int, dict[str, Any]]:
     headers = {"Content-Type": "application/json"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     data = raw if raw is not None else json.dumps(body).encode()
-    async with aiohttp.ClientSession() as s, s.put(
-        f"{base}/_matrix/app/v1/transactions/{txn_id}{query}", data=data, headers=headers
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.put(
+            f"{base}/_matrix/app/v1/transactions/{txn_id}{query}", data=data, headers=headers
+        ) as resp,
+    ):
         return resp.status, await resp.json()
 
 
-async def test_transaction_is_committed_before_ack(running: tuple[SanteGuard, str, Recorder]) -> None:
+async def test_transaction_is_committed_before_ack(
+    running: tuple[SanteGuard, str, Recorder],
+) -> None:
     app, base, rec = running
     rec.block.clear()  # handling cannot happen before we look
     status, body = await put_txn(base, "t1", {"events": [message_event("!r:x", 1)]})
@@ -153,7 +161,8 @@ async def test_poisoned_event_is_marked_failed_and_room_moves_on(
     await app.dispatcher.wait_idle()
     assert rec.seen == ["$ev1-r", "$ev3-r", "$ev4-r"]
     row = await app.db.fetchrow(
-        "SELECT room_id, event_type, attempts, last_error FROM dead_letter WHERE event_id = '$ev2-r'"
+        "SELECT room_id, event_type, attempts, last_error FROM dead_letter "
+        "WHERE event_id = '$ev2-r'"
     )
     assert row is not None
     assert (row["room_id"], row["event_type"], row["attempts"]) == ("!r:x", "m.room.message", 3)
@@ -174,11 +183,16 @@ async def test_poisoned_event_is_marked_failed_and_room_moves_on(
     ],
 )
 async def test_token_checks(
-    running: tuple[SanteGuard, str, Recorder], token: str | None, query: str, status: int,
+    running: tuple[SanteGuard, str, Recorder],
+    token: str | None,
+    query: str,
+    status: int,
     errcode: str | None,
 ) -> None:
     _, base, _ = running
-    got, body = await put_txn(base, f"auth{status}{bool(token)}", {"events": []}, token=token, query=query)
+    got, body = await put_txn(
+        base, f"auth{status}{bool(token)}", {"events": []}, token=token, query=query
+    )
     assert got == status
     assert body.get("errcode") == errcode
 
@@ -192,12 +206,22 @@ async def test_token_checks(
         (b"{}", "M_BAD_JSON", "'events'"),
         (b'{"events": {}}', "M_BAD_JSON", "array"),
         (b'{"events": [1]}', "M_BAD_JSON", "events[0] must be an object"),
-        (b'{"events": [{"type": "m.room.message", "room_id": "!r:x", "sender": "@a:x"}]}',
-         "M_BAD_JSON", "events[0].event_id is missing"),
-        (b'{"events": [{"type": 5, "event_id": "$e", "room_id": "!r:x", "sender": "@a:x"}]}',
-         "M_BAD_JSON", "events[0].type must be a non-empty string"),
-        (b'{"events": [{"type": "x", "event_id": "$e", "room_id": "!r:x", "sender": "@a:x", '
-         b'"content": []}]}', "M_BAD_JSON", "content must be an object"),
+        (
+            b'{"events": [{"type": "m.room.message", "room_id": "!r:x", "sender": "@a:x"}]}',
+            "M_BAD_JSON",
+            "events[0].event_id is missing",
+        ),
+        (
+            b'{"events": [{"type": 5, "event_id": "$e", "room_id": "!r:x", "sender": "@a:x"}]}',
+            "M_BAD_JSON",
+            "events[0].type must be a non-empty string",
+        ),
+        (
+            b'{"events": [{"type": "x", "event_id": "$e", "room_id": "!r:x", "sender": "@a:x", '
+            b'"content": []}]}',
+            "M_BAD_JSON",
+            "content must be an object",
+        ),
         (b'{"events": [], "to_device": 3}', "M_BAD_JSON", "'to_device' must be an array"),
     ],
 )
@@ -225,8 +249,13 @@ async def test_custom_event_types_are_stored_and_counted(
     running: tuple[SanteGuard, str, Recorder],
 ) -> None:
     app, base, rec = running
-    ev = {"type": "org.example.custom", "event_id": "$c", "room_id": "!r:x", "sender": "@a:x",
-          "content": {}}
+    ev = {
+        "type": "org.example.custom",
+        "event_id": "$c",
+        "room_id": "!r:x",
+        "sender": "@a:x",
+        "content": {},
+    }
     assert (await put_txn(base, "custom", {"events": [ev]}))[0] == 200
     assert app.dispatcher is not None
     await app.dispatcher.wait_idle()
@@ -270,13 +299,17 @@ async def test_gate_placeholder(running: tuple[SanteGuard, str, Recorder]) -> No
     async with aiohttp.ClientSession() as s:
         async with s.post(f"{path}/ping", headers=gate, json={"id": "abc"}) as r:
             assert (r.status, await r.json()) == (200, {"id": "abc", "status": "ok"})
-        async with s.post(f"{path}/user_may_join_room", headers=gate,
-                          json={"user": "@a:x", "room": "!r:x", "is_invited": False}) as r:
+        async with s.post(
+            f"{path}/user_may_join_room",
+            headers=gate,
+            json={"user": "@a:x", "room": "!r:x", "is_invited": False},
+        ) as r:
             assert (r.status, await r.json()) == (200, {})
         async with s.post(f"{path}/user_may_join_room", json={}) as r:
             assert r.status == 403
-        async with s.post(f"{path}/user_may_join_room",
-                          headers={"Authorization": f"Bearer {HS_TOKEN}"}, json={}) as r:
+        async with s.post(
+            f"{path}/user_may_join_room", headers={"Authorization": f"Bearer {HS_TOKEN}"}, json={}
+        ) as r:
             assert r.status == 403  # the homeserver token is not the gate token
         async with s.post(f"{path}/no_such_callback", headers=gate, json={}) as r:
             assert (r.status, (await r.json())["errcode"]) == (404, "M_UNRECOGNIZED")

@@ -73,14 +73,21 @@ class AuditLog:
     ) -> str:
         details_json = json.dumps(details or {}, ensure_ascii=False, sort_keys=True)
         ts = int(time.time() * 1000)
-        async with self._lock, self.db.acquire() as conn, conn.transaction():
+        async with self._lock, self.db.acquire() as conn, conn.transaction():  # type: ignore[var-annotated]
             prev = await conn.fetchval("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1")
             prev_hash = str(prev) if prev else GENESIS
             digest = entry_hash(prev_hash, ts, actor, action, room_id, subject, details_json)
             await conn.execute(
                 "INSERT INTO audit_log (ts, actor, action, room_id, subject, details, "
                 "prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                ts, actor, action, room_id, subject, details_json, prev_hash, digest,
+                ts,
+                actor,
+                action,
+                room_id,
+                subject,
+                details_json,
+                prev_hash,
+                digest,
             )
         return digest
 
@@ -88,14 +95,20 @@ class AuditLog:
         if room_id:
             rows = await self.db.fetch(
                 "SELECT * FROM audit_log WHERE room_id = $1 ORDER BY seq DESC LIMIT $2",
-                room_id, limit,
+                room_id,
+                limit,
             )
         else:
             rows = await self.db.fetch("SELECT * FROM audit_log ORDER BY seq DESC LIMIT $1", limit)
         return [
             AuditEntry(
-                seq=int(r["seq"]), ts=int(r["ts"]), actor=r["actor"], action=r["action"],
-                room_id=r["room_id"], subject=r["subject"], details=json.loads(r["details"]),
+                seq=int(r["seq"]),
+                ts=int(r["ts"]),
+                actor=r["actor"],
+                action=r["action"],
+                room_id=r["room_id"],
+                subject=r["subject"],
+                details=json.loads(r["details"]),
                 hash=r["hash"],
             )
             for r in rows
@@ -110,7 +123,12 @@ class AuditLog:
         prev_hash = GENESIS
         for r in rows:
             expected = entry_hash(
-                prev_hash, int(r["ts"]), r["actor"], r["action"], r["room_id"], r["subject"],
+                prev_hash,
+                int(r["ts"]),
+                r["actor"],
+                r["action"],
+                r["room_id"],
+                r["subject"],
                 r["details"],
             )
             if r["prev_hash"] != prev_hash or r["hash"] != expected:

@@ -115,7 +115,7 @@ class EventQueueStore:
 
             await self._writer.run(write)
             return
-        async with self.db.acquire() as conn, conn.transaction():
+        async with self.db.acquire() as conn, conn.transaction():  # type: ignore[var-annotated]
             await conn.executemany(_MARK_DONE.format("$1", "$2"), rows)
 
     async def dead_letter(

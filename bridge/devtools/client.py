@@ -60,8 +60,12 @@ class SimpleClient:
             return data
 
     async def create_room(
-        self, *, invite: tuple[str, ...] = (), name: str | None = None,
-        initial_state: list[dict[str, Any]] | None = None, preset: str = "private_chat",
+        self,
+        *,
+        invite: tuple[str, ...] = (),
+        name: str | None = None,
+        initial_state: list[dict[str, Any]] | None = None,
+        preset: str = "private_chat",
     ) -> str:
         body: dict[str, Any] = {"preset": preset, "invite": list(invite)}
         if name:
@@ -80,7 +84,8 @@ class SimpleClient:
     async def send_text(self, room_id: str, body: str) -> str:
         txn = next(self._txn)
         data = await self.request(
-            "PUT", f"/rooms/{quote(room_id)}/send/m.room.message/{txn}",
+            "PUT",
+            f"/rooms/{quote(room_id)}/send/m.room.message/{txn}",
             {"msgtype": "m.text", "body": body},
         )
         return str(data["event_id"])

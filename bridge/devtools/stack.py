@@ -100,7 +100,7 @@ class DevStack:
         await self.santeguard.start()
         return self.santeguard
 
-    async def start(self, timeout: float = 60) -> None:  # noqa: ASYNC109
+    async def start(self, timeout: float = 60) -> None:
         await self.start_santeguard()
         await self.synapse.start(timeout=timeout)
         await self.synapse.register_appservice_user(self.as_token, self.sender_localpart)

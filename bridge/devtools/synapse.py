@@ -416,7 +416,7 @@ class LocalSynapse:
 
     # -- lifecycle -----------------------------------------------------------------
 
-    async def start(self, timeout: float = 60) -> None:  # noqa: ASYNC109 (contract)
+    async def start(self, timeout: float = 60) -> None:
         """Write the configuration, spawn Synapse, and wait until /health says OK."""
         if self.running:
             return
@@ -497,7 +497,7 @@ class LocalSynapse:
                 self._finalizer = None
             self._process = None
 
-    async def restart(self, timeout: float = 60) -> None:  # noqa: ASYNC109
+    async def restart(self, timeout: float = 60) -> None:
         """Stop and start again on the same port, data and signing key."""
         await self.stop()
         await self.start(timeout)

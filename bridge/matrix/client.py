@@ -44,12 +44,12 @@ class MatrixClient:
         bot_displayname: str | None = None,
     ) -> None:
         self.homeserver = homeserver
-        self.bot_mxid = UserID(bot_mxid)
+        self.bot_mxid: str = bot_mxid
         self._session = session
         self._displayname = bot_displayname
         self._api = AppServiceAPI(
             base_url=homeserver,
-            bot_mxid=self.bot_mxid,
+            bot_mxid=UserID(bot_mxid),
             token=as_token,
             state_store=_StateStore(),
             client_session=session,
@@ -96,7 +96,10 @@ class MatrixClient:
             content["format"] = "org.matrix.custom.html"
             content["formatted_body"] = html
         event_id = await self._call(
-            "send", self.bot.send_message_event(RoomID(room_id), EventType.ROOM_MESSAGE, content)
+            "send",
+            self.bot.send_message_event(
+                RoomID(room_id), EventType.ROOM_MESSAGE, content  # type: ignore[arg-type]
+            ),
         )
         return str(event_id)
 

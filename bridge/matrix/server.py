@@ -68,9 +68,7 @@ class AppserviceServer:
         self._user_query = user_query
 
     def build_app(self) -> web.Application:
-        app = web.Application(
-            client_max_size=self._max_body, middlewares=[self._errors_middleware]
-        )
+        app = web.Application(client_max_size=self._max_body, middlewares=[self._errors_middleware])
         app.router.add_put(APP_PREFIX + "/transactions/{txn_id}", self.put_transaction)
         app.router.add_get(APP_PREFIX + "/users/{user_id}", self.get_user)
         app.router.add_get(APP_PREFIX + "/rooms/{alias}", self.get_room)
@@ -182,8 +180,10 @@ class AppserviceServer:
         callback = request.match_info["callback"]
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        if not self._antispam_token or scheme.lower() != "bearer" or not _constant_time_eq(
-            token.strip(), self._antispam_token
+        if (
+            not self._antispam_token
+            or scheme.lower() != "bearer"
+            or not _constant_time_eq(token.strip(), self._antispam_token)
         ):
             return self._reject(403, "M_FORBIDDEN", "invalid gate token", "bad_gate_token")
         try:
@@ -202,7 +202,9 @@ class AppserviceServer:
         ).inc()
         if decision.allow:
             return web.json_response({})
-        return web.json_response({"errcode": decision.errcode, "error": decision.reason}, status=403)
+        return web.json_response(
+            {"errcode": decision.errcode, "error": decision.reason}, status=403
+        )
 
     # -- operations ------------------------------------------------------------------
 

@@ -48,7 +48,9 @@ def validate_transaction(data: Any) -> list[dict[str, Any]]:
         raise TransactionError("M_BAD_JSON", "'events' must be an array", "events_not_array")
     for i, ev in enumerate(events):
         if not isinstance(ev, dict):
-            raise TransactionError("M_BAD_JSON", f"events[{i}] must be an object", "event_not_object")
+            raise TransactionError(
+                "M_BAD_JSON", f"events[{i}] must be an object", "event_not_object"
+            )
         for key in _REQUIRED_STR:
             value = ev.get(key)
             if value is None:
@@ -72,5 +74,7 @@ def validate_transaction(data: Any) -> list[dict[str, Any]]:
             )
     for key in _OPTIONAL_LISTS:
         if key in data and not isinstance(data[key], list):
-            raise TransactionError("M_BAD_JSON", f"'{key}' must be an array", "extension_wrong_type")
+            raise TransactionError(
+                "M_BAD_JSON", f"'{key}' must be an array", "extension_wrong_type"
+            )
     return events

@@ -2,10 +2,11 @@
 
 Events are handled only once their transaction is committed: the intake hands the
 committed transaction over in memory (``submit``), and at start the dispatcher reads
-back whatever was stored but not done, so what was acked is handled after a crash too. Within a room events are handled strictly
-in order; a failing event is retried with backoff while its room waits, and after
-``max_attempts`` it goes to the dead-letter table (kept, counted and logged, never
-silently dropped) so one poisoned event cannot block a room forever. A
+back whatever was stored but not done, so what was acked is handled after a crash too.
+Within a room events are handled strictly in order; a failing event is retried with
+backoff while its room waits, and after ``max_attempts`` it goes to the dead-letter
+table (kept, counted and logged, never silently dropped) so one poisoned event cannot
+block a room forever. A
 ``TransientError`` (the homeserver is down, say) is retried with capped backoff without
 using up attempts.
 
@@ -246,7 +247,9 @@ class Dispatcher:
                 delay = min(self._max_backoff, self._retry_base * 2 ** min(outage - 1, 10))
                 log.warning(
                     "Dependency unavailable while handling %s (%s); retrying in %.1f s",
-                    ev.get("event_id"), e, delay,
+                    ev.get("event_id"),
+                    e,
+                    delay,
                 )
                 self._count_retry.inc()
                 await asyncio.sleep(delay)
@@ -256,7 +259,10 @@ class Dispatcher:
                 final = attempts >= self._max_attempts
                 log.exception(
                     "Handling %s (%s) in %s failed (attempt %d/%d)",
-                    ev.get("event_id"), ev.get("type"), ev.get("room_id"), attempts,
+                    ev.get("event_id"),
+                    ev.get("type"),
+                    ev.get("room_id"),
+                    attempts,
                     self._max_attempts,
                 )
                 if final:

@@ -56,7 +56,9 @@ class EventRouter:
         elif membership in ("leave", "ban"):
             await self._rooms.set_joined(room_id, False)
             await self._audit.record(
-                self._matrix.bot_mxid, f"bot.{membership}", room_id=room_id,
+                self._matrix.bot_mxid,
+                f"bot.{membership}",
+                room_id=room_id,
                 subject=event.get("sender"),
             )
         return True

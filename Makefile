@@ -1,0 +1,50 @@
+# SantéGuard — two commands: `make demo` and `make test`.
+# Everything installs into .venv; nothing is installed system-wide.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: all demo test lint typecheck pytest bench bench-directory postgres clean help
+
+all: test
+
+help:
+	@echo "make demo   - start a throwaway Synapse + SantéGuard (SQLite) and show what it enforces"
+	@echo "make test   - install, start PostgreSQL if needed, run ruff, mypy and the whole suite"
+	@echo "make bench  - transaction ingest benchmark (SQLite and PostgreSQL vs a bare handler)"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+postgres:
+	@bash .ci/ensure-postgres
+
+lint: $(STAMP)
+	$(BIN)/ruff check bridge bot tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP) postgres
+	$(BIN)/pytest -q
+
+test: lint typecheck pytest
+
+demo: $(STAMP)
+	$(BIN)/python -m bridge.devtools.demo
+
+bench: $(STAMP) postgres
+	$(BIN)/python -m bench.transactions
+
+bench-directory: $(STAMP) postgres
+	$(BIN)/python -m bench.extract_import
+
+clean:
+	rm -rf $(VENV) demo-data .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,49 @@
+"""`make demo` runs its whole scenario and leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.synapse
+
+
+@pytest.mark.parametrize("lang", ["fr", "en"])
+def test_demo_runs_once_and_cleans_up(tmp_path: Path, lang: str) -> None:
+    workdir = tmp_path / "demo"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bridge.devtools.demo",
+            "--once",
+            "--lang",
+            lang,
+            "--workdir",
+            str(workdir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    if lang == "fr":
+        assert "Réponse du bot : pong" in out
+        assert "chaîne de hachage intacte" in out
+    else:
+        assert "Bot reply: pong" in out
+        assert "hash chain intact" in out
+    # No synapse left running from this workdir.
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(workdir) not in ps
+    log = (workdir / "santeguard.log").read_text()
+    registration = (workdir / "registration.yaml").read_text()
+    for line in registration.splitlines():
+        if line.startswith(("as_token:", "hs_token:")):
+            assert line.split(":", 1)[1].strip() not in log

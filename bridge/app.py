@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,24 +22,49 @@ from mautrix.util.async_db import Database
 from bot.builtin import BuiltinCommands
 from bot.commands import CommandRegistry
 from bot.dispatcher import CommandDispatcher
+from bot.gate_commands import CATALOG as GATE_CATALOG
+from bot.gate_commands import GateCommands
+from bot.encryption_commands import EncryptionCommands, UndecryptableNotifier
 from bot.i18n import Lang, Translator
 from bot.service import CommandService
 
 from . import __version__
 from .config import Config
+from .crypto.device import BotDevice
 from .db import build_upgrade_table
 from .db.audit import AuditLog
 from .db.command_log import CommandLog
+from .adapters.directory.extract import ExtractDirectory
+from .db.gate_store import GateStore
 from .db.queue import EventQueueStore
 from .db.room import RoomStore
 from .matrix.client import MatrixClient
 from .matrix.server import AppserviceServer
 from .metrics import Metrics
 from .services.dispatch import Dispatcher
+from .policy.directory import DirectoryLookup
+from .policy.gate import NetworkPolicy
 from .services.gate import AllowAllGate, Gate
+from .services.gatekeeper import Gatekeeper
 from .services.router import EventRouter, MessageHandler
 
 log = logging.getLogger("santeguard")
+
+
+def network_policy(config: Config) -> NetworkPolicy:
+    """The gate's network rules; the bot and its appservice users are always exempt."""
+    domain = re.escape(config.homeserver.domain)
+    bot = re.escape(config.appservice.bot_username)
+    return NetworkPolicy(
+        home_server=config.homeserver.domain,
+        allowed_servers=frozenset(config.gate.allowed_servers),
+        exempt_users=frozenset(config.gate.exempt_users),
+        exempt_user_pattern=re.compile(f"@{bot}(_.+)?:{domain}"),
+        protect_by_default=config.gate.protect_by_default,
+        require_encryption=config.gate.require_encryption,
+        unencrypted_room_types=frozenset(config.gate.unencrypted_room_types),
+        admins=frozenset(config.bot.admins),
+    )
 
 
 def sqlite_db_args(config: Config) -> dict[str, Any]:
@@ -67,9 +94,14 @@ class SanteGuard:
         self.queue = EventQueueStore(self.db, sqlite_synchronous=config.database.sqlite_synchronous)
         self.rooms = RoomStore(self.db)
         self.audit = AuditLog(self.db)
-        self.gate: Gate = gate or AllowAllGate()
+        self.gate_store = GateStore(self.db)
+        self.directory: DirectoryLookup = ExtractDirectory(self.db)
+        self._gate_override = gate
+        self.gate: Gate = gate or AllowAllGate()  # replaced by the Gatekeeper at start
+        self.gatekeeper: Gatekeeper | None = None
         self._session: aiohttp.ClientSession | None = None
         self.matrix: MatrixClient | None = None
+        self.crypto: BotDevice | None = None
         self.dispatcher: Dispatcher | None = None
         self._runner: web.AppRunner | None = None
         self._bot_task: asyncio.Task[None] | None = None
@@ -102,10 +134,22 @@ class SanteGuard:
 
     def _build_commands(self, matrix: MatrixClient) -> CommandService:
         cfg = self.config.bot
-        registry = CommandRegistry.from_handlers(BuiltinCommands())
+        assert self.gatekeeper is not None
+        gate_commands = GateCommands(
+            store=self.gate_store,
+            enforcer=self.gatekeeper,
+            directory=self.directory,
+            profiles=matrix,
+            audit=self.audit,
+            admins=frozenset(cfg.admins),
+            verification_days=self.config.gate.verification_days,
+        )
+        registry = CommandRegistry.from_handlers(
+            BuiltinCommands(), EncryptionCommands(self.crypto), gate_commands
+        )
         dispatcher = CommandDispatcher(
             registry,
-            Translator(),
+            Translator().merged(GATE_CATALOG),
             prefix=cfg.prefix,
             admins=cfg.admins,
             default_language=cfg.language,
@@ -118,6 +162,28 @@ class SanteGuard:
             audit=self.audit,
             command_log=CommandLog(self.db),
         )
+
+    def _build_crypto(self, matrix: MatrixClient) -> BotDevice:
+        """The bot's encrypted device; replies to encrypted rooms go through it."""
+        cfg = self.config
+        assert self._session is not None
+        device = BotDevice(
+            homeserver=cfg.homeserver.address,
+            user_id=cfg.bot_mxid,
+            as_token=cfg.appservice.as_token.get_secret_value(),
+            session=self._session,
+            store_path=Path(cfg.encryption.store_path),
+            display_name=cfg.encryption.device_display_name,
+            key_wait_seconds=cfg.encryption.key_wait_seconds,
+            give_up_seconds=cfg.encryption.give_up_seconds,
+            sync_timeout_ms=cfg.encryption.sync_timeout_ms,
+            verify_ssl=cfg.homeserver.verify_ssl,
+            on_undecryptable=UndecryptableNotifier(
+                Translator(), self.rooms, matrix, cfg.bot.language
+            ),
+        )
+        matrix.encryptor = device
+        return device
 
     async def readiness(self) -> dict[str, bool]:
         db_ok = True
@@ -138,6 +204,7 @@ class SanteGuard:
         cfg = self.config
         await self.db.start()
         await self.queue.open()
+        await self.gate_store.load()
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=True if cfg.homeserver.verify_ssl else False),
             headers={"User-Agent": f"SanteGuard/{__version__}"},
@@ -149,8 +216,28 @@ class SanteGuard:
             self._session,
             bot_displayname=cfg.appservice.bot_displayname,
         )
+        self.gatekeeper = Gatekeeper(
+            self.gate_store,
+            network_policy(cfg),
+            self.matrix,
+            self.audit,
+            language=cfg.bot.language,
+            encrypted_by_default=cfg.gate.homeserver_encrypts_by_default,
+            admin_room=cfg.gate.admin_room,
+        )
+        if self._gate_override is None:
+            self.gate = self.gatekeeper
+        if cfg.encryption.enabled:
+            self.crypto = self._build_crypto(self.matrix)
         on_message = self._message_handler or self._build_commands(self.matrix).on_message
-        router = EventRouter(self.matrix, self.rooms, self.audit, on_message)
+        router = EventRouter(
+            self.matrix,
+            self.rooms,
+            self.audit,
+            on_message,
+            backstop=self.gatekeeper,
+            crypto=self.crypto,
+        )
         self.dispatcher = Dispatcher(
             self.queue,
             router.handle,
@@ -194,6 +281,8 @@ class SanteGuard:
         while True:
             try:
                 await self.matrix.ensure_bot()
+                if self.crypto is not None:
+                    await self.crypto.start()
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -232,6 +321,8 @@ class SanteGuard:
             await self._runner.cleanup()
         if self.dispatcher is not None:
             await self.dispatcher.stop()
+        if self.crypto is not None:
+            await self.crypto.stop()
         if self._session is not None:
             await self._session.close()
         await self.queue.close()

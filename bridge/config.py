@@ -90,6 +90,29 @@ class DispatchConfig(_Section):
     keep_done_seconds: int = Field(3600, ge=0)
 
 
+class GateConfig(_Section):
+    protect_by_default: bool = True
+    allowed_servers: list[str] = Field(default_factory=list)
+    exempt_users: list[str] = Field(default_factory=list)
+    require_encryption: bool = True
+    unencrypted_room_types: list[str] = Field(default_factory=list)
+    homeserver_encrypts_by_default: bool = False
+    verification_days: int = Field(30, ge=1)
+    admin_room: str | None = None
+    reverify_hours: float = Field(24, gt=0)
+
+
+class DirectoryConfig(_Section):
+    source: Literal["extract", "fhir"] = "extract"
+    fhir_base_url: str = "https://gateway.api.esante.gouv.fr/fhir/v2"
+    fhir_api_key: SecretStr | None = None
+    timeout_seconds: float = Field(5, gt=0)
+    retries: int = Field(2, ge=0)
+    cache_ttl_seconds: float = Field(300, ge=0)
+    psc_idp_id: str | None = None
+    homeserver_admin_token: SecretStr | None = None
+
+
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -109,6 +132,20 @@ class BotConfig(_Section):
         return v
 
 
+class EncryptionConfig(_Section):
+    """The bot's own encrypted device (docs/e2ee.md)."""
+
+    enabled: bool = True
+    store_path: str = Field(
+        "santeguard-crypto",
+        description="Directory (0700) of the device's keys and nio store; must persist.",
+    )
+    device_display_name: str = "SantéGuard"
+    key_wait_seconds: float = Field(2.0, ge=0, le=30)
+    give_up_seconds: float = Field(60.0, gt=0)
+    sync_timeout_ms: int = Field(30_000, ge=1000, le=120_000)
+
+
 class Config(BaseSettings):
     """The whole configuration. Secrets are ``SecretStr`` so they never print."""
 
@@ -121,8 +158,11 @@ class Config(BaseSettings):
     antispam: AntispamConfig = Field(default_factory=AntispamConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    directory: DirectoryConfig = Field(default_factory=DirectoryConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     bot: BotConfig = Field(default_factory=BotConfig)
+    encryption: EncryptionConfig = Field(default_factory=EncryptionConfig)
 
     @classmethod
     def settings_customise_sources(
@@ -142,7 +182,13 @@ class Config(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for log scrubbing."""
-        values = [self.appservice.as_token, self.appservice.hs_token, self.antispam.token]
+        values = [
+            self.appservice.as_token,
+            self.appservice.hs_token,
+            self.antispam.token,
+            self.directory.fhir_api_key,
+            self.directory.homeserver_admin_token,
+        ]
         out = [v.get_secret_value() for v in values if v is not None]
         return [s for s in out if len(s) >= 6]
 

@@ -105,6 +105,37 @@ async def stack(
         await conn.execute(f'CREATE SCHEMA "{schema}"')
         await conn.close()
         db_uri = f"{pg_database}?search_path={schema}"
+    # An open network (no protected rooms) for bot features; `gated_stack` enforces.
+    dev = DevStack(
+        workdir,
+        db_uri=db_uri,
+        admins=["@admin:santeguard.test"],
+        config_overrides={"gate": {"protect_by_default": False}},
+    )
+    await dev.start()
+    try:
+        yield dev
+    finally:
+        await dev.stop()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+async def gated_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+    pg_database: str | None,
+) -> AsyncIterator[DevStack]:
+    """A protected network: every room protected and encrypted, members verified."""
+    workdir = tmp_path_factory.mktemp(f"gated-{request.param}")
+    if request.param == "sqlite":
+        db_uri = f"sqlite:///{workdir / 'santeguard.db'}"
+    else:
+        if pg_database is None:
+            pytest.skip("PostgreSQL not available (set SANTEGUARD_REQUIRE_POSTGRES=1 to fail)")
+        schema = f"gated_{secrets.token_hex(4)}"
+        conn = await asyncpg.connect(pg_database)
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        await conn.close()
+        db_uri = f"{pg_database}?search_path={schema}"
     dev = DevStack(workdir, db_uri=db_uri, admins=["@admin:santeguard.test"])
     await dev.start()
     try:

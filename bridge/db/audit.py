@@ -15,6 +15,8 @@ from typing import Any
 
 from mautrix.util.async_db import Database
 
+from .txn import write_transaction
+
 GENESIS = "0" * 64
 
 
@@ -73,7 +75,7 @@ class AuditLog:
     ) -> str:
         details_json = json.dumps(details or {}, ensure_ascii=False, sort_keys=True)
         ts = int(time.time() * 1000)
-        async with self._lock, self.db.acquire() as conn, conn.transaction():  # type: ignore[var-annotated]
+        async with self._lock, write_transaction(self.db) as conn:
             prev = await conn.fetchval("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1")
             prev_hash = str(prev) if prev else GENESIS
             digest = entry_hash(prev_hash, ts, actor, action, room_id, subject, details_json)

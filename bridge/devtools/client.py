@@ -102,6 +102,23 @@ class SimpleClient:
         self._since = data.get("next_batch", self._since)
         return data
 
+    async def recent_events(self, room_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The room's latest events, newest first (``/messages``, no sync state)."""
+        data = await self.request("GET", f"/rooms/{quote(room_id)}/messages?dir=b&limit={limit}")
+        return [dict(ev) for ev in data.get("chunk", [])]
+
+    async def wait_for_recent(
+        self, room_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15
+    ) -> dict[str, Any]:
+        """Poll ``/messages`` until a recent event matches (independent of sync position)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for ev in await self.recent_events(room_id):
+                if predicate(ev):
+                    return ev
+            await asyncio.sleep(0.1)
+        raise TimeoutError(f"no matching event in {room_id} within {timeout} s")
+
     async def wait_for_event(
         self, room_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15
     ) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from datetime import UTC, datetime, timedelta
 import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ import yaml
 
 from ..app import SanteGuard
 from ..config import Config
+from ..policy.directory import Practitioner, Verification
 from ..registration import build_registration, generate_tokens
 from ..services.gate import Gate
 from .client import SimpleClient
@@ -67,9 +69,22 @@ class DevStack:
             server_name=server_name,
             appservice_registrations=[self.registration_path],
             antispam=AntispamModule(
-                base_url=f"http://127.0.0.1:{self.as_port}{ANTISPAM_PATH}", token=self.gate_token
+                base_url=f"http://127.0.0.1:{self.as_port}{ANTISPAM_PATH}",
+                token=self.gate_token,
+                # Room creation goes through SanteGuardRoomRules, which passes the config.
+                callbacks=("user_may_invite", "user_may_join_room", "check_event_for_spam"),
             ),
             encryption_by_default=encryption_by_default,
+            extra_modules=[
+                {
+                    "module": "bridge.synapse_module.SanteGuardRoomRules",
+                    "config": {
+                        "base_url": f"http://127.0.0.1:{self.as_port}{ANTISPAM_PATH}",
+                        "authorization": self.gate_token,
+                        "bot_user_id": f"@santeguard:{server_name}",
+                    },
+                }
+            ],
         )
         self._db_uri = db_uri
         self._admins = list(admins)
@@ -90,6 +105,7 @@ class DevStack:
             "antispam": {"path": ANTISPAM_PATH, "token": self.gate_token},
             "database": {"uri": self._db_uri},
             "bot": {"admins": self._admins},
+            "encryption": {"store_path": str(self.workdir / "crypto")},
         }
         for section, values in self._overrides.items():
             data.setdefault(section, {}).update(values)
@@ -125,3 +141,20 @@ class DevStack:
     ) -> tuple[RegisteredUser, SimpleClient]:
         user = await self.synapse.register_user(localpart, admin=admin, displayname=displayname)
         return user, SimpleClient(self.synapse.base_url, user.user_id, user.access_token)
+
+    async def practitioner(
+        self,
+        localpart: str,
+        practitioner: Practitioner,
+        *,
+        displayname: str | None = None,
+        days: int = 30,
+    ) -> tuple[RegisteredUser, SimpleClient]:
+        """A user bound to a directory entry, as `!sg verify` would do."""
+        user, client = await self.user(localpart, displayname=displayname or practitioner.full_name)
+        assert self.santeguard is not None
+        verification = Verification.of(
+            practitioner, "manual", datetime.now(UTC), timedelta(days=days)
+        )
+        await self.santeguard.gate_store.bind(user.user_id, verification, bound_by="devstack")
+        return user, client

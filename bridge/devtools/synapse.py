@@ -216,6 +216,7 @@ class LocalSynapse:
         encryption_by_default: bool = False,
         oidc_providers: Sequence[Mapping[str, Any]] = (),
         extra_config: Mapping[str, Any] | None = None,
+        extra_modules: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.server_name = server_name
@@ -227,6 +228,7 @@ class LocalSynapse:
         self.encryption_by_default = encryption_by_default
         self.oidc_providers = tuple(dict(p) for p in oidc_providers)
         self.extra_config: Mapping[str, Any] = dict(extra_config or {})
+        self.extra_modules = tuple(dict(m) for m in extra_modules)
         self.registration_shared_secret = secrets.token_urlsafe(32)
         self._macaroon_secret_key = secrets.token_urlsafe(32)
         self._form_secret = secrets.token_urlsafe(32)
@@ -355,8 +357,10 @@ class LocalSynapse:
             "rc_user_directory": rate,
             "rc_profile": rate,
         }
-        if self.antispam is not None:
-            config["modules"] = [self.antispam.module_config()]
+        modules = [self.antispam.module_config()] if self.antispam is not None else []
+        modules += [dict(m) for m in self.extra_modules]
+        if modules:
+            config["modules"] = modules
         if self.oidc_providers:
             config["oidc_providers"] = [dict(p) for p in self.oidc_providers]
         return _deep_merge(config, self.extra_config)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from mautrix.appservice import AppServiceAPI, ASStateStore, IntentAPI
 from mautrix.client.state_store.memory import MemoryStateStore
 from mautrix.errors import MatrixConnectionError, MatrixRequestError, MatrixStandardRequestError
-from mautrix.types import EventType, RoomID, UserID
+from mautrix.types import EventID, EventType, RoomID, UserID
 
 from ..services.errors import TransientError
 
@@ -22,6 +22,15 @@ class _StateStore(MemoryStateStore, ASStateStore):
     def __init__(self) -> None:
         MemoryStateStore.__init__(self)
         ASStateStore.__init__(self)
+
+
+class RoomEncryptor(Protocol):
+    """The bot's encrypted device (bridge.crypto): replies to encrypted rooms go through it."""
+
+    async def is_encrypted(self, room_id: str) -> bool: ...
+    async def send_encrypted(
+        self, room_id: str, event_type: str, content: dict[str, Any]
+    ) -> str: ...
 
 
 def _transient(e: Exception) -> bool:
@@ -57,6 +66,7 @@ class MatrixClient:
             default_retry_count=0,
         )
         self.bot: IntentAPI = self._api.bot_intent()
+        self.encryptor: RoomEncryptor | None = None
 
     async def _call(self, what: str, coro: Any) -> Any:
         try:
@@ -95,6 +105,8 @@ class MatrixClient:
         if html:
             content["format"] = "org.matrix.custom.html"
             content["formatted_body"] = html
+        if self.encryptor is not None and await self.encryptor.is_encrypted(room_id):
+            return await self.encryptor.send_encrypted(room_id, "m.room.message", content)
         event_id = await self._call(
             "send",
             self.bot.send_message_event(
@@ -116,6 +128,24 @@ class MatrixClient:
         content = data.get("content") or {}
         extra = content.get("additional_creators") or []
         return tuple([str(data.get("sender", "")), *[str(u) for u in extra if isinstance(u, str)]])
+
+    async def displayname(self, user_id: str) -> str | None:
+        try:
+            name = await self._call("profile", self.bot.get_displayname(UserID(user_id)))
+        except MatrixStandardRequestError:
+            return None
+        return str(name) if name else None
+
+    async def kick(self, room_id: str, user_id: str, reason: str) -> None:
+        """Remove a member, or revoke a pending invite (both are a kick in Matrix)."""
+        await self._call(
+            "kick", self.bot.kick_user(RoomID(room_id), UserID(user_id), reason=reason)
+        )
+
+    async def redact(self, room_id: str, event_id: str, reason: str) -> None:
+        await self._call(
+            "redact", self.bot.redact(RoomID(room_id), EventID(event_id), reason=reason)
+        )
 
     async def power_levels(self, room_id: str) -> dict[str, Any]:
         """The room's ``m.room.power_levels`` content, fresh from the homeserver."""

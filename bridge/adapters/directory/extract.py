@@ -68,33 +68,25 @@ _COLUMNS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "skill_code": ("Code savoir-faire",),
         "skill_label": ("Libellé savoir-faire",),
         "mode_code": ("Code mode exercice",),
-        "siret": ("Numéro SIRET site",),
-        "finess": ("Numéro FINESS site",),
         "structure_id": ("Identifiant technique de la structure",),
         "company_name": ("Raison sociale site",),
         "trade_name": ("Enseigne commerciale site",),
-        "street_number": ("Numéro Voie (coord. structure)",),
-        "street_repeat": ("Indice répétition voie (coord. structure)",),
-        "street_type": ("Libellé type de voie (coord. structure)",),
-        "street": ("Libellé Voie (coord. structure)",),
         "postal_code": ("Code postal (coord. structure)",),
         "city_code": ("Code commune (coord. structure)",),
         "city": ("Libellé commune (coord. structure)",),
-        "phone": ("Téléphone (coord. structure)",),
         "email": ("Adresse e-mail (coord. structure)",),
         "department_code": (
             "Code Département (structure)",
             "Code département (coord. structure)",
         ),
         "sector_code": ("Code secteur d'activité",),
-        "sector_label": ("Libellé secteur d'activité",),
     }
 )
 _REQUIRED = ("id_type", "identifier", "idnps", "last_name", "first_name")
 
 _PRACTITIONER_COLUMNS = (
-    "idnps",
     "import_id",
+    "idnps",
     "id_kind",
     "identifier",
     "last_name",
@@ -106,29 +98,25 @@ _PRACTITIONER_COLUMNS = (
     "profession_code",
     "profession_label",
     "category_code",
-    "specialty_code",
-    "specialty_label",
+    "skill_type",
+    "skill_code",
+    "skill_label",
     "name_norm",
 )
 _ACTIVITY_COLUMNS = (
-    "idnps",
     "import_id",
+    "idnps",
     "line_no",
     "mode_code",
     "structure_id",
-    "siret",
-    "finess",
     "structure_name",
-    "address",
     "postal_code",
     "city_code",
     "city",
     "city_norm",
     "department_code",
-    "phone",
     "email",
     "sector_code",
-    "sector_label",
 )
 
 
@@ -255,7 +243,7 @@ class _ExtractReader:
         """``fold(f"{last} {first}")``, memoising the first-name half."""
         first = self._first_norm.get(first_name)
         if first is None:
-            if len(self._first_norm) > 200_000:
+            if len(self._first_norm) > 50_000:
                 self._first_norm.clear()
             first = self._first_norm[first_name] = fold(first_name)
         return f"{fold(last_name)} {first}".strip()
@@ -312,22 +300,14 @@ class _ExtractReader:
         self._site = pick(
             "mode_code",
             "structure_id",
-            "siret",
-            "finess",
             "company_name",
             "trade_name",
-            "street_number",
-            "street_repeat",
-            "street_type",
-            "street",
             "postal_code",
             "city_code",
             "city",
             "department_code",
-            "phone",
             "email",
             "sector_code",
-            "sector_label",
         )
 
     def _parse(
@@ -336,6 +316,7 @@ class _ExtractReader:
         practitioners: list[tuple[Any, ...]],
         activities: list[tuple[Any, ...]],
     ) -> None:
+        """Validate one line and append its DB tuples. Hot path: ~2 million calls."""
         if "\ufffd" in line:
             self._reject(BAD_ENCODING, "invalid UTF-8")
             return
@@ -345,7 +326,7 @@ class _ExtractReader:
             self._reject(WRONG_COLUMN_COUNT, f"{n} fields, expected {self.n_columns}")
             return
         f.append("")
-        # Key fields are stripped; the others are used as published (never padded).
+        # Key fields are stripped; the others are stored as published (never padded).
         id_type, identifier, idnps, last_name, first_name = [v.strip() for v in self._keys(f)]
         kind = _KINDS.get(id_type)
         if kind is None:
@@ -367,92 +348,45 @@ class _ExtractReader:
         import_id = self.import_id
         if idnps != self._last_idnps:
             # Rows of one person are normally adjacent; a later repeat is dropped by
-            # the database's ON CONFLICT DO NOTHING (first row wins).
+            # the database (first row wins).
             self._last_idnps = idnps
-            (
-                civ_code,
-                civ,
-                pciv_code,
-                pciv,
-                prof_code,
-                prof_label,
-                cat_code,
-                skill_type,
-                skill_code,
-                skill_label,
-            ) = [v or None for v in self._person(f)]
-            specialty = skill_type == "S"  # ordinal specialty, not another skill kind
             practitioners.append(
                 (
-                    idnps,
                     import_id,
+                    idnps,
                     kind,
                     identifier,
                     last_name,
                     first_name,
-                    civ_code,
-                    civ,
-                    pciv_code,
-                    pciv,
-                    prof_code,
-                    prof_label or profession_label(prof_code),
-                    cat_code,
-                    skill_code if specialty else None,
-                    skill_label if specialty else None,
+                    *self._person(f),
                     self._name_norm(last_name, first_name),
                 )
             )
-        (
-            mode,
-            structure_id,
-            siret,
-            finess,
-            company,
-            trade,
-            number,
-            repeat,
-            street_type,
-            street,
-            postal_code,
-            city_code,
-            city,
-            department,
-            phone,
-            email,
-            sector_code,
-            sector_label,
-        ) = [v or None for v in self._site(f)]
-        name = company or trade
-        if not (structure_id or siret or finess or name or postal_code or city):
+        mode, structure_id, company, trade, postal, city_code, city, dep, email, sector = (
+            self._site(f)
+        )
+        if not (structure_id or company or trade or postal or city):
             return  # no activity site declared (e.g. retired, or no structure)
-        city_norm = None
-        if city is not None:
-            city_norm = self._city_norm.get(city)
-            if city_norm is None:
-                if len(self._city_norm) > 100_000:
-                    self._city_norm.clear()
-                city_norm = self._city_norm[city] = fold(city)
-        address = " ".join(p for p in (number, repeat, street_type, street) if p) or None
+        city_norm = self._city_norm.get(city)
+        if city_norm is None:
+            if len(self._city_norm) > 50_000:
+                self._city_norm.clear()
+            city_norm = self._city_norm[city] = fold(city)
         activities.append(
             (
-                idnps,
                 import_id,
+                idnps,
                 self._line_no,
                 mode,
                 structure_id,
-                siret,
-                finess,
-                name,
-                address,
-                postal_code,
+                company or trade,
+                postal,
                 city_code,
                 city,
                 city_norm,
-                department,
-                phone,
+                dep,
                 email,
-                sector_code,
-                sector_label,
+                sector,
             )
         )
 
@@ -543,6 +477,20 @@ async def _start_import(db: Database, source_name: str) -> int:
     return int(import_id)
 
 
+_TABLES = ("directory_activity", "directory_name", "directory_practitioner")
+
+
+async def _index_names(db: Database, import_id: int) -> None:
+    """Fill ``directory_name`` for this import, in key order so every insert appends."""
+    async with _acquire(db) as conn, _transaction(conn):
+        await conn.execute(
+            "INSERT INTO directory_name (import_id, name_norm, idnps) "
+            "SELECT import_id, name_norm, idnps FROM directory_practitioner "
+            "WHERE import_id = $1 ORDER BY name_norm, idnps",
+            import_id,
+        )
+
+
 async def _switch(db: Database, import_id: int, reader: _ExtractReader, practitioners: int) -> None:
     """Make ``import_id`` current and delete every other import's rows, atomically."""
     rejected = reader.rows_read - reader.rows_kept
@@ -566,8 +514,14 @@ async def _switch(db: Database, import_id: int, reader: _ExtractReader, practiti
             import_id,
         )
         await conn.execute("UPDATE directory_import SET is_current = true WHERE id = $1", import_id)
-        await conn.execute("DELETE FROM directory_activity WHERE import_id <> $1", import_id)
-        await conn.execute("DELETE FROM directory_practitioner WHERE import_id <> $1", import_id)
+        # Every other import's rows, including leftovers of abandoned or failed ones.
+        # "import_id IN (…)" lets both engines delete by primary-key range.
+        for table in _TABLES:
+            await conn.execute(
+                f"DELETE FROM {table} WHERE import_id IN "
+                "(SELECT id FROM directory_import WHERE id <> $1)",
+                import_id,
+            )
 
 
 async def _fail(db: Database, import_id: int, error: BaseException) -> None:
@@ -581,16 +535,10 @@ async def _fail(db: Database, import_id: int, error: BaseException) -> None:
                 _now_ms(),
                 f"{type(error).__name__}: {error}"[:500],
             )
-            await conn.execute(
-                "DELETE FROM directory_activity WHERE import_id = $1 AND import_id NOT IN "
-                "(SELECT id FROM directory_import WHERE is_current)",
-                import_id,
-            )
-            await conn.execute(
-                "DELETE FROM directory_practitioner WHERE import_id = $1 AND import_id NOT IN "
-                "(SELECT id FROM directory_import WHERE is_current)",
-                import_id,
-            )
+            current = await conn.fetchval("SELECT id FROM directory_import WHERE is_current")
+            if current != import_id:
+                for table in _TABLES:
+                    await conn.execute(f"DELETE FROM {table} WHERE import_id = $1", import_id)
     except Exception:
         log.exception("Could not clean up failed directory import %d", import_id)
 
@@ -652,6 +600,7 @@ async def import_extract(
                     "SELECT COUNT(*) FROM directory_practitioner WHERE import_id = $1", import_id
                 )
             )
+            await _index_names(db, import_id)
             await _switch(db, import_id, reader, practitioners)
         except BaseException as e:
             await _fail(db, import_id, e)
@@ -687,9 +636,10 @@ async def import_extract(
 
 _SELECT = (
     "p.idnps, p.id_kind, p.identifier, p.last_name, p.first_name, p.civility, "
-    "p.practice_civility, p.profession_code, p.profession_label, p.specialty_code, "
-    "p.specialty_label"
+    "p.practice_civility, p.profession_code, p.profession_label, p.skill_type, "
+    "p.skill_code, p.skill_label"
 )
+_NO_IMPORT = "no Annuaire Santé extract has been imported yet"
 
 
 def _prefix_range(prefix: str) -> tuple[str, str]:
@@ -708,38 +658,41 @@ def _name_prefixes(name: str) -> list[str]:
     return out
 
 
+def _build(row: Mapping[str, Any], cities: list[str], mailboxes: list[str]) -> Practitioner:
+    def opt(key: str) -> str | None:
+        value = row[key]
+        return str(value) if value else None  # '' is stored for "absent"
+
+    specialty = row["skill_type"] == "S"  # ordinal specialty, not another kind of skill
+    code = opt("profession_code")
+    return Practitioner(
+        idnps=row["idnps"],
+        id_kind=row["id_kind"],
+        identifier=row["identifier"],
+        last_name=row["last_name"],
+        first_name=row["first_name"],
+        civility=opt("practice_civility") or opt("civility"),
+        profession_code=code,
+        profession_label=opt("profession_label") or profession_label(code),
+        specialty_code=opt("skill_code") if specialty else None,
+        specialty_label=opt("skill_label") if specialty else None,
+        active=True,  # the extract lists registered practitioners only
+        cities=tuple(cities),
+        mailboxes=tuple(mailboxes),
+    )
+
+
 def _practitioners(rows: Iterable[Mapping[str, Any]]) -> list[Practitioner]:
     """Fold joined practitioner×activity rows (ordered by practitioner) into objects."""
     out: list[Practitioner] = []
-    current: dict[str, Any] | None = None
+    current: Mapping[str, Any] | None = None
     cities: list[str] = []
     mailboxes: list[str] = []
-
-    def flush() -> None:
-        if current is None:
-            return
-        out.append(
-            Practitioner(
-                idnps=current["idnps"],
-                id_kind=current["id_kind"],
-                identifier=current["identifier"],
-                last_name=current["last_name"],
-                first_name=current["first_name"],
-                civility=current["practice_civility"] or current["civility"],
-                profession_code=current["profession_code"],
-                profession_label=current["profession_label"],
-                specialty_code=current["specialty_code"],
-                specialty_label=current["specialty_label"],
-                active=True,  # the extract lists registered practitioners only
-                cities=tuple(cities),
-                mailboxes=tuple(mailboxes),
-            )
-        )
-
     for row in rows:
         if current is None or row["idnps"] != current["idnps"]:
-            flush()
-            current = {k: row[k] for k in _SELECT.replace("p.", "").split(", ")}
+            if current is not None:
+                out.append(_build(current, cities, mailboxes))
+            current = row
             cities = []
             mailboxes = []
         city = row["city"]
@@ -747,9 +700,10 @@ def _practitioners(rows: Iterable[Mapping[str, Any]]) -> list[Practitioner]:
             cities.append(city)
         email = (row["email"] or "").strip().lower()
         # Structure e-mails on MSSanté domains are secure mailboxes; others are not.
-        if email.endswith("mssante.fr") and email not in mailboxes:
+        if email.endswith(".mssante.fr") and email not in mailboxes:
             mailboxes.append(email)
-    flush()
+    if current is not None:
+        out.append(_build(current, cities, mailboxes))
     return out
 
 
@@ -770,19 +724,23 @@ class ExtractDirectory:
             f"SELECT {_SELECT}, a.city, a.email FROM directory_import i "
             "JOIN directory_practitioner p ON p.import_id = i.id AND p.idnps = $1 "
             "LEFT JOIN directory_activity a ON a.import_id = p.import_id AND a.idnps = p.idnps "
-            "WHERE i.is_current",
+            "WHERE i.is_current ORDER BY a.line_no",
             wanted,
         )
         if not rows:
             if await self._no_current_import():
-                raise DirectoryUnavailable("no Annuaire Santé extract has been imported yet")
+                raise DirectoryUnavailable(_NO_IMPORT)
             return None
         return _practitioners(cast("Sequence[Mapping[str, Any]]", rows))[0]
 
     async def search(
         self, name: str, profession: str | None, city: str | None, limit: int
     ) -> list[Practitioner]:
-        """Prefix search on "last first" or "first last"; empty name gives no result."""
+        """Prefix search on "last first" (or "first last"); an empty name finds nobody.
+
+        ``profession`` is a code or a French label, ``city`` a commune name prefix or a
+        postal code prefix. Results are ordered by name, at most 200.
+        """
         prefixes = _name_prefixes(name)
         limit = max(0, min(limit, _MAX_SEARCH_LIMIT))
         if not prefixes or limit == 0:
@@ -796,13 +754,17 @@ class ExtractDirectory:
         ranges = []
         for prefix in prefixes:
             lo, hi = _prefix_range(prefix)
-            ranges.append(f"(p.name_norm >= {arg(lo)} AND p.name_norm < {arg(hi)})")
+            ranges.append(f"(n.name_norm >= {arg(lo)} AND n.name_norm < {arg(hi)})")
         where = [f"({' OR '.join(ranges)})"]
         if profession is not None:
             codes = profession_codes(profession)
             if not codes:
                 return []
-            where.append(f"p.profession_code IN ({', '.join(arg(c) for c in codes)})")
+            where.append(
+                "EXISTS (SELECT 1 FROM directory_practitioner q WHERE q.import_id = n.import_id "
+                f"AND q.idnps = n.idnps AND q.profession_code IN "
+                f"({', '.join(arg(c) for c in codes)}))"
+            )
         if city is not None:
             c = city.strip()
             if c.isascii() and c.isdigit():
@@ -813,22 +775,21 @@ class ExtractDirectory:
                     return []
                 cond = f"a.city_norm LIKE {arg(folded + '%')}"
             where.append(
-                "EXISTS (SELECT 1 FROM directory_activity a WHERE a.import_id = p.import_id "
-                f"AND a.idnps = p.idnps AND {cond})"
+                "EXISTS (SELECT 1 FROM directory_activity a WHERE a.import_id = n.import_id "
+                f"AND a.idnps = n.idnps AND {cond})"
             )
         limit_arg = arg(limit)
-        cols = _SELECT.replace("p.", "h.")
         query = (
-            "WITH hits AS ("
-            f"SELECT {_SELECT}, p.name_norm, p.import_id FROM directory_practitioner p "
-            "JOIN directory_import i ON i.id = p.import_id AND i.is_current "
-            f"WHERE {' AND '.join(where)} "
-            f"ORDER BY p.name_norm, p.idnps LIMIT {limit_arg}) "
-            f"SELECT {cols}, a.city, a.email FROM hits h "
+            "WITH hits AS (SELECT n.import_id, n.idnps, n.name_norm FROM directory_import i "
+            "JOIN directory_name n ON n.import_id = i.id "
+            f"WHERE i.is_current AND {' AND '.join(where)} "
+            f"ORDER BY n.name_norm, n.idnps LIMIT {limit_arg}) "
+            f"SELECT {_SELECT}, a.city, a.email FROM hits h "
+            "JOIN directory_practitioner p ON p.import_id = h.import_id AND p.idnps = h.idnps "
             "LEFT JOIN directory_activity a ON a.import_id = h.import_id AND a.idnps = h.idnps "
-            "ORDER BY h.name_norm, h.idnps"
+            "ORDER BY h.name_norm, h.idnps, a.line_no"
         )
         rows = await self.db.fetch(query, *args)
         if not rows and await self._no_current_import():
-            raise DirectoryUnavailable("no Annuaire Santé extract has been imported yet")
+            raise DirectoryUnavailable(_NO_IMPORT)
         return _practitioners(cast("Sequence[Mapping[str, Any]]", rows))

@@ -11,12 +11,13 @@ import logging
 
 from mautrix.util.async_db import UpgradeTable
 
-from . import v01_initial, v02_directory
+from . import v01_initial, v02_directory, v03_gate
 
 # Order matters: position N in this tuple upgrades the schema to version N + 1.
 _STEPS = (
     (v01_initial.upgrade, "Initial schema: transactions, event queue, rooms, audit log"),
     (v02_directory.upgrade, "Directory: imported Annuaire Santé extract"),
+    (v03_gate.upgrade, "Gate: verified accounts and per-room policy"),
 )
 
 

@@ -1,0 +1,84 @@
+"""``!sg encryption`` (alias ``chiffrement``) and the notice for undecryptable messages.
+
+Practitioners need to know whether a room is really end-to-end encrypted and whether the
+bot could read what they sent it: a command that silently did nothing would look like
+a broken bot, or worse, like a message that went through.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable
+from typing import Protocol
+
+from bot.commands import command
+from bot.context import CommandContext
+from bot.i18n import Lang, Translator, is_language
+from bot.render import to_html
+from bridge.crypto.status import RoomEncryption
+from bridge.services.ports import MatrixPort, RoomPort
+
+
+class EncryptionStatus(Protocol):
+    """The bot's encrypted device, as far as the command needs it."""
+
+    def room_encryption(self, room_id: str) -> Awaitable[RoomEncryption]: ...
+
+
+def _when(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ms / 1000))
+
+
+class EncryptionCommands:
+    """``status`` is None when the bot's encrypted device is switched off in the config."""
+
+    def __init__(self, status: EncryptionStatus | None) -> None:
+        self._status = status
+
+    @command("encryption", "help.description.encryption", aliases=("chiffrement",))
+    async def encryption(self, ctx: CommandContext) -> None:
+        if self._status is None:
+            await ctx.reply_t("encryption.disabled")
+            return
+        state = await self._status.room_encryption(ctx.room_id)
+        lines = [ctx.t("encryption.header")]
+        if state.encrypted:
+            lines.append(ctx.t("encryption.state.on", algorithm=state.algorithm or "?"))
+        else:
+            lines.append(ctx.t("encryption.state.off"))
+        if state.bot_device_id:
+            key = "encryption.device.signed" if state.cross_signed else "encryption.device"
+            lines.append(ctx.t(key, device=state.bot_device_id))
+        if not state.undecryptable:
+            lines.append(ctx.t("encryption.undecryptable.none"))
+        else:
+            lines.append(ctx.t("encryption.undecryptable.header"))
+            lines += [
+                ctx.t(
+                    "encryption.undecryptable.line",
+                    sender=d.sender,
+                    device=d.device_id,
+                    count=d.count,
+                    when=_when(d.last_failure_ms),
+                )
+                for d in state.undecryptable
+            ]
+        await ctx.reply("\n".join(lines))
+
+
+class UndecryptableNotifier:
+    """Tells the room, in its language, that the bot gave up decrypting a message."""
+
+    def __init__(
+        self, translator: Translator, rooms: RoomPort, matrix: MatrixPort, default: Lang
+    ) -> None:
+        self._t = translator
+        self._rooms = rooms
+        self._matrix = matrix
+        self._default = default
+
+    async def __call__(self, room_id: str, sender: str, device_id: str) -> None:
+        stored = await self._rooms.language(room_id)
+        lang: Lang = stored if is_language(stored) else self._default
+        text = self._t.t("encryption.undecryptable.notice", lang, sender=sender, device=device_id)
+        await self._matrix.send_notice(room_id, text, html=to_html(text))

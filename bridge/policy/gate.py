@@ -1,0 +1,231 @@
+"""Pure gate decisions: who may be in a protected room, which rooms and messages pass.
+
+Everything here is a function of facts (the member's verification, the room's policy,
+the network's policy, the clock): no I/O, so the synchronous gate (called by Synapse
+before the action) and the appservice backstop (after the event) decide identically.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .directory import Verification, profession_label
+
+MEGOLM = "m.megolm.v1.aes-sha2"
+
+# Event types whose content is what practitioners say or share: refused in clear.
+CONTENT_TYPES = frozenset(
+    {
+        "m.room.message",
+        "m.sticker",
+        "m.reaction",
+        "m.poll.start",
+        "org.matrix.msc3381.poll.start",
+        "m.call.invite",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkPolicy:
+    """The health network's rules, from configuration."""
+
+    home_server: str
+    allowed_servers: frozenset[str]
+    exempt_users: frozenset[str]
+    exempt_user_pattern: re.Pattern[str] | None
+    protect_by_default: bool = True
+    require_encryption: bool = True
+    unencrypted_room_types: frozenset[str] = frozenset()
+    admins: frozenset[str] = frozenset()
+
+    def server_allowed(self, user_id: str) -> bool:
+        server = user_id.split(":", 1)[1] if ":" in user_id else ""
+        return server == self.home_server or server in self.allowed_servers
+
+    def exempt(self, user_id: str) -> bool:
+        if user_id in self.exempt_users:
+            return True
+        return bool(self.exempt_user_pattern and self.exempt_user_pattern.fullmatch(user_id))
+
+
+@dataclass(frozen=True, slots=True)
+class RoomPolicy:
+    """Per-room settings (``!sg room …``); None means 'network default'."""
+
+    protected: bool | None = None
+    professions: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allow: bool
+    reason: str = ""  # a key of REASONS
+    params: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def ok(cls) -> Decision:
+        return cls(True)
+
+    @classmethod
+    def no(cls, reason: str, **params: str) -> Decision:
+        return cls(False, reason, params)
+
+
+REASONS: Mapping[str, Mapping[str, str]] = {
+    "not_verified": {
+        "fr": "{user} n'est pas un professionnel de santé vérifié (RPPS/ADELI) : "
+        "ce salon protégé lui est fermé.",
+        "en": "{user} is not a verified health professional (RPPS/ADELI): "
+        "this protected room is closed to them.",
+    },
+    "verification_expired": {
+        "fr": "La vérification de {user} a expiré le {date} : accès suspendu jusqu'à "
+        "la prochaine vérification.",
+        "en": "{user}'s verification expired on {date}: access suspended until it is "
+        "checked again.",
+    },
+    "server_not_allowed": {
+        "fr": "Le serveur {server} ne fait pas partie du réseau de santé : {user} ne peut "
+        "pas entrer dans ce salon.",
+        "en": "Server {server} is not part of the health network: {user} cannot enter this room.",
+    },
+    "profession_not_allowed": {
+        "fr": "Ce salon est réservé aux professions suivantes : {allowed}. {user} "
+        "({profession}) ne peut pas y entrer.",
+        "en": "This room is restricted to these professions: {allowed}. {user} "
+        "({profession}) cannot enter it.",
+    },
+    "creator_not_verified": {
+        "fr": "Seuls les professionnels de santé vérifiés peuvent créer des salons.",
+        "en": "Only verified health professionals can create rooms.",
+    },
+    "room_not_encrypted": {
+        "fr": "Les salons doivent être chiffrés de bout en bout (m.megolm.v1.aes-sha2) "
+        "dès leur création.",
+        "en": "Rooms must be end-to-end encrypted (m.megolm.v1.aes-sha2) from creation.",
+    },
+    "message_not_encrypted": {
+        "fr": "Message refusé : ce salon protégé n'accepte que des messages chiffrés de bout "
+        "en bout.",
+        "en": "Message refused: this protected room accepts only end-to-end encrypted messages.",
+    },
+}
+
+
+def render(decision: Decision, lang: str) -> str:
+    """The refusal text in one language."""
+    template = REASONS[decision.reason]["en" if lang == "en" else "fr"]
+    return template.format(**decision.params)
+
+
+def render_bilingual(decision: Decision, first: str = "fr") -> str:
+    """French and English, for texts the homeserver shows as is (no per-user language)."""
+    other = "en" if first == "fr" else "fr"
+    return f"{render(decision, first)} / {render(decision, other)}"
+
+
+def is_protected(room: RoomPolicy, network: NetworkPolicy) -> bool:
+    return network.protect_by_default if room.protected is None else room.protected
+
+
+def may_be_member(
+    user_id: str,
+    verification: Verification | None,
+    room: RoomPolicy,
+    network: NetworkPolicy,
+    now: datetime,
+) -> Decision:
+    """May ``user_id`` be invited to, join or stay in this room?"""
+    if network.exempt(user_id) or not is_protected(room, network):
+        return Decision.ok()
+    if not network.server_allowed(user_id):
+        return Decision.no("server_not_allowed", user=user_id, server=user_id.split(":", 1)[-1])
+    if verification is None:
+        return Decision.no("not_verified", user=user_id)
+    if not verification.is_valid_at(now):
+        return Decision.no(
+            "verification_expired", user=user_id, date=verification.valid_until.date().isoformat()
+        )
+    if room.professions and verification.profession_code not in room.professions:
+        allowed = ", ".join(sorted(profession_label(c) or c for c in room.professions))
+        prof = profession_label(verification.profession_code) or "?"
+        return Decision.no("profession_not_allowed", user=user_id, allowed=allowed, profession=prof)
+    return Decision.ok()
+
+
+def _has_megolm(initial_state: Any) -> bool:
+    if not isinstance(initial_state, list):
+        return False
+    for ev in initial_state:
+        if (
+            isinstance(ev, dict)
+            and ev.get("type") == "m.room.encryption"
+            and ev.get("state_key", "") == ""
+            and isinstance(ev.get("content"), dict)
+            and ev["content"].get("algorithm") == MEGOLM
+        ):
+            return True
+    return False
+
+
+def may_create_room(
+    user_id: str,
+    verification: Verification | None,
+    room_config: Mapping[str, Any] | None,
+    network: NetworkPolicy,
+    now: datetime,
+    *,
+    encrypted_by_default: bool = False,
+) -> Decision:
+    """May this user create a room with this ``/createRoom`` body?
+
+    ``room_config`` is None when the homeserver did not pass it (old module); then only
+    the creator is checked. ``encrypted_by_default`` is the homeserver's
+    ``encryption_enabled_by_default_for_room_type: all``, which adds the encryption event
+    itself.
+    """
+    if network.exempt(user_id) or not network.protect_by_default:
+        return Decision.ok()  # a new room is protected only when rooms are by default
+    if user_id in network.admins and verification is None:
+        return Decision.ok()  # an admin room: unprotected once created (see admin_room)
+    who = may_be_member(user_id, verification, RoomPolicy(), network, now)
+    if not who.allow:
+        return Decision.no("creator_not_verified")
+    if room_config is None or not network.require_encryption or encrypted_by_default:
+        return Decision.ok()
+    creation = room_config.get("creation_content")
+    room_type = creation.get("type") if isinstance(creation, dict) else None
+    if room_type in network.unencrypted_room_types:
+        return Decision.ok()
+    if not _has_megolm(room_config.get("initial_state")):
+        return Decision.no("room_not_encrypted")
+    return Decision.ok()
+
+
+def is_admin_room(create_event: Mapping[str, Any], network: NetworkPolicy) -> bool:
+    """A room created by a network admin who is not a verified practitioner.
+
+    Such rooms are where admins talk to the bot; they are left unprotected, since their
+    creator could not be a member of a protected room. Until the backstop sees the
+    creation event the room is treated as protected: the stricter side.
+    """
+    return create_event.get("type") == "m.room.create" and create_event.get("sender") in (
+        network.admins
+    )
+
+
+def message_allowed(event: Mapping[str, Any], room: RoomPolicy, network: NetworkPolicy) -> Decision:
+    """Clear content in a protected room is refused (the backstop redacts what slips by)."""
+    if not network.require_encryption or not is_protected(room, network):
+        return Decision.ok()
+    sender = str(event.get("sender", ""))
+    if network.exempt(sender):
+        return Decision.ok()
+    if event.get("type") in CONTENT_TYPES and "state_key" not in event:
+        return Decision.no("message_not_encrypted")
+    return Decision.ok()

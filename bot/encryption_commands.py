@@ -16,13 +16,20 @@ from bot.context import CommandContext
 from bot.i18n import Lang, Translator, is_language
 from bot.render import to_html
 from bridge.crypto.status import RoomEncryption
-from bridge.services.ports import MatrixPort, RoomPort
 
 
 class EncryptionStatus(Protocol):
     """The bot's encrypted device, as far as the command needs it."""
 
     def room_encryption(self, room_id: str) -> Awaitable[RoomEncryption]: ...
+
+
+class RoomLanguages(Protocol):
+    async def language(self, room_id: str) -> str | None: ...
+
+
+class NoticeSender(Protocol):
+    async def send_notice(self, room_id: str, text: str, html: str | None = None) -> str: ...
 
 
 def _when(ms: int) -> str:
@@ -70,7 +77,7 @@ class UndecryptableNotifier:
     """Tells the room, in its language, that the bot gave up decrypting a message."""
 
     def __init__(
-        self, translator: Translator, rooms: RoomPort, matrix: MatrixPort, default: Lang
+        self, translator: Translator, rooms: RoomLanguages, matrix: NoticeSender, default: Lang
     ) -> None:
         self._t = translator
         self._rooms = rooms

@@ -269,9 +269,7 @@ _EN: Final[Catalog] = MappingProxyType(
         "encryption.device.signed": (
             "- Bot device: `{device}` (signed by the bot's cross-signing identity)"
         ),
-        "encryption.undecryptable.none": (
-            "- The bot could decrypt every message sent to it here."
-        ),
+        "encryption.undecryptable.none": ("- The bot could decrypt every message sent to it here."),
         "encryption.undecryptable.header": "- Devices the bot could not decrypt messages from:",
         "encryption.undecryptable.line": (
             "  - `{sender}`, device `{device}`: {count} message(s), last on {when}"

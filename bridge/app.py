@@ -46,6 +46,7 @@ from .policy.directory import DirectoryLookup
 from .policy.gate import NetworkPolicy
 from .services.gate import AllowAllGate, Gate
 from .services.gatekeeper import Gatekeeper
+from .services.reverify import Reverifier
 from .services.router import EventRouter, MessageHandler
 
 log = logging.getLogger("santeguard")
@@ -106,6 +107,9 @@ class SanteGuard:
         self._runner: web.AppRunner | None = None
         self._bot_task: asyncio.Task[None] | None = None
         self._housekeeping_task: asyncio.Task[None] | None = None
+        self._reverify_task: asyncio.Task[None] | None = None
+        self.reverifier: Reverifier | None = None
+        self._current_import: int | None = None
         self.bot_ready = asyncio.Event()
         self._message_handler: MessageHandler | None = None
 
@@ -274,6 +278,24 @@ class SanteGuard:
         await self.dispatcher.start()
         self._bot_task = asyncio.create_task(self._ensure_bot_forever(), name="santeguard-bot")
         self._housekeeping_task = asyncio.create_task(self._housekeeping(), name="santeguard-hk")
+        self.reverifier = Reverifier(
+            self.gate_store,
+            self.directory,
+            self.gatekeeper,
+            self.audit,
+            self.gatekeeper.notify_admins,
+            verification_days=cfg.gate.verification_days,
+            period_seconds=cfg.gate.reverify_hours * 3600,
+        )
+        self._reverify_task = asyncio.create_task(
+            self._reverify_after_bot(), name="santeguard-reverify"
+        )
+
+    async def _reverify_after_bot(self) -> None:
+        """Re-checks need the bot (to remove members), so they start once it is ready."""
+        assert self.reverifier is not None
+        await self.bot_ready.wait()
+        await self.reverifier.run_forever()
 
     async def _ensure_bot_forever(self) -> None:
         assert self.matrix is not None
@@ -294,14 +316,29 @@ class SanteGuard:
             log.info("Bot %s registered", self.config.bot_mxid)
             return
 
+    async def _check_new_import(self) -> None:
+        """A new directory extract import (from the CLI) triggers a re-verification."""
+        if not await self.db.table_exists("directory_import"):
+            return
+        current = await self.db.fetchval("SELECT id FROM directory_import WHERE is_current")
+        if current is None:
+            return
+        if self._current_import is not None and current != self._current_import:
+            log.info("New directory import %s: re-verifying every practitioner", current)
+            if self.reverifier is not None:
+                self.reverifier.trigger()
+        self._current_import = int(current)
+
     async def _housekeeping(self) -> None:
-        """WAL checkpoints every second; prune handled transactions' bodies every minute."""
+        """WAL checkpoints every second; new imports every 10 s; pruning every minute."""
         ticks = 0
         while True:
             await asyncio.sleep(1)
             ticks += 1
             try:
                 await self.queue.checkpoint()
+                if ticks % 10 == 0:
+                    await self._check_new_import()
                 if ticks % 60 == 0:
                     pruned = await self.queue.prune_done(
                         self.config.dispatch.keep_done_seconds * 1000
@@ -312,7 +349,7 @@ class SanteGuard:
                 log.exception("Housekeeping failed; will try again")
 
     async def stop(self) -> None:
-        for task in (self._bot_task, self._housekeeping_task):
+        for task in (self._bot_task, self._housekeeping_task, self._reverify_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

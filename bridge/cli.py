@@ -46,6 +46,28 @@ def _parser() -> argparse.ArgumentParser:
         description="Validate config.yaml (and environment overrides); print what is wrong.",
     )
     c.add_argument("-c", "--config", required=True, help="path to config.yaml")
+
+    h = sub.add_parser(
+        "check-homeserver",
+        help="check Synapse's homeserver.yaml for what SantéGuard needs",
+        description="Check encryption by default, the registration, the gate modules "
+        "(callbacks listed, fail-closed) and the MSC2409/MSC3202 features.",
+    )
+    h.add_argument("--homeserver-config", required=True, help="path to homeserver.yaml")
+    h.add_argument("-r", "--registration", help="SantéGuard's registration.yaml")
+    h.add_argument("--lang", choices=["fr", "en"], default="fr")
+
+    d = sub.add_parser("directory", help="Annuaire Santé directory operations")
+    dsub = d.add_subparsers(dest="directory_command", required=True, metavar="ACTION")
+    imp = dsub.add_parser(
+        "import",
+        help="import the public extract (PS_LibreAcces_Personne_activite)",
+        description="Stream the Annuaire Santé public extract into the database. Idempotent; "
+        "replaces the previous import atomically; reports rows read, kept and rejected.",
+    )
+    imp.add_argument("file", help="the pipe-separated extract file")
+    imp.add_argument("-c", "--config", required=True, help="path to config.yaml")
+    imp.add_argument("--lang", choices=["fr", "en"], default="fr")
     return p
 
 
@@ -136,12 +158,79 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_homeserver(args: argparse.Namespace) -> int:
+    from .homeserver_check import check_homeserver, render
+
+    try:
+        hs = yaml.safe_load(Path(args.homeserver_config).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as e:
+        print(f"error: cannot read {args.homeserver_config}: {e}", file=sys.stderr)
+        return 2
+    checks = check_homeserver(hs, Path(args.registration) if args.registration else None)
+    print(render(checks, args.lang))
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def cmd_directory(args: argparse.Namespace) -> int:
+    from mautrix.util.async_db import Database
+
+    from .adapters.directory.extract import import_extract
+    from .app import sqlite_db_args
+    from .db import build_upgrade_table
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"error: {path} is not a file", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        db = Database.create(
+            cfg.database.uri, upgrade_table=build_upgrade_table(), db_args=sqlite_db_args(cfg)
+        )
+        await db.start()
+        try:
+            report = await import_extract(db, path)
+        finally:
+            await db.stop()
+        en = args.lang == "en"
+        print(
+            (
+                "Import {id} of {name}: {read} lines read, {kept} kept, {rej} rejected, "
+                "{p} practitioners, {s:.1f} s."
+                if en
+                else "Import {id} de {name} : {read} lignes lues, {kept} gardées, {rej} "
+                "rejetées, {p} professionnels, {s:.1f} s."
+            ).format(
+                id=report.import_id,
+                name=report.source_name,
+                read=report.rows_read,
+                kept=report.rows_kept,
+                rej=report.rows_rejected,
+                p=report.practitioners,
+                s=report.duration_s,
+            )
+        )
+        for reason, stats in sorted(report.rejections.items()):
+            lines = ", ".join(str(n) for n, _ in stats.examples[:5])
+            print(f"  - {reason}: {stats.count} (lignes/lines {lines})")
+        return 0
+
+    return asyncio.run(run())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {
         "generate-registration": cmd_generate_registration,
         "run": cmd_run,
         "check-config": cmd_check_config,
+        "check-homeserver": cmd_check_homeserver,
+        "directory": cmd_directory,
     }
     return handlers[args.command](args)
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from synapse.api.errors import Codes, HttpResponseException, SynapseError
 from synapse.module_api import NOT_SPAM, ModuleApi
-from synapse.types import Requester
+from synapse.types import Requester  # type: ignore[attr-defined]
 
 logger = logging.getLogger(__name__)
 

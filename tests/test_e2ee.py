@@ -74,9 +74,7 @@ async def test_bot_decrypts_a_command_and_answers_encrypted(
     assert "pong" not in str(raw["content"])
 
 
-async def test_every_command_works_in_an_encrypted_room(
-    stack: DevStack, alice: NioPeer
-) -> None:
+async def test_every_command_works_in_an_encrypted_room(stack: DevStack, alice: NioPeer) -> None:
     bot = stack.bot_mxid
     room = await _room_with_bot(stack, alice)
     status = await _ask(alice, room, "!sg status", bot, "0.1.0")
@@ -99,15 +97,19 @@ async def test_encryption_command_in_a_clear_room(stack: DevStack) -> None:
         room = await carol.create_room(invite=(stack.bot_mxid,))
         await carol.wait_for_event(
             room,
-            lambda ev: ev.get("type") == "m.room.member"
-            and ev.get("state_key") == stack.bot_mxid
-            and ev["content"].get("membership") == "join",
+            lambda ev: (
+                ev.get("type") == "m.room.member"
+                and ev.get("state_key") == stack.bot_mxid
+                and ev["content"].get("membership") == "join"
+            ),
         )
         await carol.send_text(room, "!sg encryption")
         reply = await carol.wait_for_event(
             room,
-            lambda ev: ev.get("sender") == stack.bot_mxid
-            and "non" in ev.get("content", {}).get("body", ""),
+            lambda ev: (
+                ev.get("sender") == stack.bot_mxid
+                and "non" in ev.get("content", {}).get("body", "")
+            ),
         )
         assert reply["type"] == "m.room.message"  # a clear room gets a clear reply
 
@@ -130,13 +132,12 @@ async def test_refused_member_gets_no_room_key(
         m_since = mallory.mark(room)
         pong = await _ask(alice, room, "!sg ping", bot, "pong")
         assert pong.decrypted
-        seen = await mallory.wait_for(
-            room, lambda ev: ev.sender == bot, since=m_since, timeout=20
-        )
+        seen = await mallory.wait_for(room, lambda ev: ev.sender == bot, since=m_since, timeout=20)
         assert isinstance(seen, MegolmEvent), "a refused member decrypted the bot's reply"
-        assert mallory.client.olm.inbound_group_store.get(
-            room, seen.sender_key, seen.session_id
-        ) is None
+        assert (
+            mallory.client.olm.inbound_group_store.get(room, seen.sender_key, seen.session_id)
+            is None
+        )
         # Allowed again: the next reply uses a new session that reaches mallory too.
         crypto.device_allowed = allow_all
         m_since = mallory.mark(room)
@@ -161,9 +162,7 @@ async def test_undecryptable_message_is_reported_not_dropped(
     try:
         since = alice.mark(room)
         await alice.send_text(room, "!sg ping")
-        notice = await alice.wait_for(
-            room, notice_from(bot, "déchiffrer"), since=since, timeout=30
-        )
+        notice = await alice.wait_for(room, notice_from(bot, "déchiffrer"), since=since, timeout=30)
         assert notice.decrypted
         assert alice.device_id in notice.body and alice.user_id in notice.body
     finally:
@@ -174,9 +173,7 @@ async def test_undecryptable_message_is_reported_not_dropped(
     assert "1 message" in report.body
 
 
-async def test_restart_keeps_the_same_device_and_identity(
-    stack: DevStack, alice: NioPeer
-) -> None:
+async def test_restart_keeps_the_same_device_and_identity(stack: DevStack, alice: NioPeer) -> None:
     bot = stack.bot_mxid
     room = await _room_with_bot(stack, alice)
     await _ask(alice, room, "!sg ping", bot, "pong")
@@ -201,15 +198,20 @@ async def test_restart_keeps_the_same_device_and_identity(
     alice.client.olm.rotate_outbound_group_session(room)
     assert (await _ask(alice, room, "!sg ping", bot, "pong")).decrypted
     # Key material stays private: directory 0700, every file 0600.
-    assert stat.S_IMODE(store.stat().st_mode) == 0o700
-    for path in store.iterdir():
-        if path.is_file():
-            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+    modes = _modes(store)
+    assert modes.pop(".") == 0o700
+    assert modes and all(mode == 0o600 for mode in modes.values()), modes
     # One device only, still signed by the (unchanged) self-signing key.
     found = await _keys_query(alice, bot)
     assert set(found["device_keys"][bot]) == {device_id}
     ssk = next(iter(found["self_signing_keys"][bot]["keys"]))
     assert ssk in found["device_keys"][bot][device_id]["signatures"][bot]
+
+
+def _modes(store: Path) -> dict[str, int]:
+    modes = {".": stat.S_IMODE(store.stat().st_mode)}
+    modes.update({p.name: stat.S_IMODE(p.stat().st_mode) for p in store.iterdir() if p.is_file()})
+    return modes
 
 
 async def _master_key(peer: NioPeer, user_id: str) -> dict[str, Any]:

@@ -91,21 +91,29 @@ class GateStore:
         )
         self._verifications[user_id] = verification
 
-    async def refresh(self, user_id: str, checked_at: datetime, valid_until: datetime) -> None:
-        """Extend a binding after a successful re-check."""
+    async def refresh(
+        self,
+        user_id: str,
+        checked_at: datetime,
+        valid_until: datetime,
+        profession_code: str | None,
+    ) -> None:
+        """Extend a binding after a successful re-check (the profession may have changed)."""
         current = self._verifications.get(user_id)
         if current is None:
             return
         await self.db.execute(
-            "UPDATE verification SET checked_at = $2, valid_until = $3 WHERE user_id = $1",
+            "UPDATE verification SET checked_at = $2, valid_until = $3, profession_code = $4 "
+            "WHERE user_id = $1",
             user_id,
             _ms(checked_at),
             _ms(valid_until),
+            profession_code,
         )
         self._verifications[user_id] = Verification(
             source=current.source,
             idnps=current.idnps,
-            profession_code=current.profession_code,
+            profession_code=profession_code,
             last_name=current.last_name,
             first_name=current.first_name,
             checked_at=checked_at,

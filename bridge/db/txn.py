@@ -17,7 +17,7 @@ async def write_transaction(db: Database) -> AsyncIterator[LoggingConnection]:
     SQLITE_BUSY if another connection (the intake writer) committed in between; BEGIN
     IMMEDIATE waits for the lock (busy_timeout) instead.
     """
-    async with db.acquire() as conn:
+    async with db.acquire() as conn:  # type: ignore[var-annotated]
         if db.scheme != Scheme.SQLITE:
             async with conn.transaction():
                 yield conn

@@ -53,6 +53,7 @@ class NioPeer:
         self.client.add_event_callback(self._on_event, (RoomMessageText, RoomMessageNotice))
         self.client.add_event_callback(self._on_event, (MegolmEvent,))
         self.events: dict[str, list[Any]] = {}
+        self.received_at: dict[str, float] = {}  # event ID -> perf_counter() on arrival
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self.on_text: Callable[[str, Any], Any] | None = None
@@ -106,21 +107,26 @@ class NioPeer:
             self._changed.notify_all()
 
     async def _on_event(self, room: Any, event: Any) -> None:
+        self.received_at[event.event_id] = time.perf_counter()
         self.events.setdefault(room.room_id, []).append(event)
         if self.on_text is not None and isinstance(event, RoomMessageText):
             self.on_text(room.room_id, event)
 
     async def create_encrypted_room(self, invite: tuple[str, ...] = (), name: str = "") -> str:
+        return await self.create_room(invite, name, encrypted=True)
+
+    async def create_room(
+        self, invite: tuple[str, ...] = (), name: str = "", *, encrypted: bool = True
+    ) -> str:
+        state = [
+            {
+                "type": "m.room.encryption",
+                "state_key": "",
+                "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+            }
+        ]
         resp = await self.client.room_create(
-            name=name or None,
-            invite=list(invite),
-            initial_state=[
-                {
-                    "type": "m.room.encryption",
-                    "state_key": "",
-                    "content": {"algorithm": "m.megolm.v1.aes-sha2"},
-                }
-            ],
+            name=name or None, invite=list(invite), initial_state=state if encrypted else []
         )
         if isinstance(resp, RoomCreateError):
             raise RuntimeError(f"room creation failed: {resp.status_code} {resp.message}")
@@ -143,8 +149,8 @@ class NioPeer:
     async def wait_for_member(self, room_id: str, user_id: str, timeout: float = 20) -> None:
         def joined() -> bool:
             room = self.client.rooms.get(room_id)
-            return room is not None and user_id in room.users and user_id not in (
-                room.invited_users
+            return (
+                room is not None and user_id in room.users and user_id not in (room.invited_users)
             )
 
         await self.wait_until(joined, timeout)

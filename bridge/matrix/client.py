@@ -110,7 +110,9 @@ class MatrixClient:
         event_id = await self._call(
             "send",
             self.bot.send_message_event(
-                RoomID(room_id), EventType.ROOM_MESSAGE, content  # type: ignore[arg-type]
+                RoomID(room_id),
+                EventType.ROOM_MESSAGE,
+                content,  # type: ignore[arg-type]
             ),
         )
         return str(event_id)

@@ -135,7 +135,7 @@ class Gatekeeper:
             )
         return "", "", None
 
-    async def _notify_admins(self, text: str) -> None:
+    async def notify_admins(self, text: str) -> None:
         """Alerts go to the configured admin room, and always to the log."""
         log.warning("ALERT: %s", text)
         if self._admin_room:
@@ -221,7 +221,7 @@ class Gatekeeper:
                 subject=user_id,
                 details={"reason": decision.reason, "trigger": trigger},
             )
-            await self._notify_admins(
+            await self.notify_admins(
                 f"SantéGuard n'a pas pu retirer {user_id} de {room_id} ({decision.reason}). "
                 f"/ SantéGuard could not remove {user_id} from {room_id}."
             )

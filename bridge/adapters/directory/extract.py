@@ -640,6 +640,9 @@ _SELECT = (
     "p.skill_code, p.skill_label"
 )
 _NO_IMPORT = "no Annuaire Santé extract has been imported yet"
+# A scalar subquery, evaluated once: the planners then search by primary-key prefix
+# instead of scanning (SQLite, without ANALYZE statistics, otherwise picks a scan).
+_CURRENT = "(SELECT id FROM directory_import WHERE is_current)"
 
 
 def _prefix_range(prefix: str) -> tuple[str, str]:
@@ -721,10 +724,9 @@ class ExtractDirectory:
         # One statement, so one snapshot: never a practitioner from one import with
         # activities from another.
         rows = await self.db.fetch(
-            f"SELECT {_SELECT}, a.city, a.email FROM directory_import i "
-            "JOIN directory_practitioner p ON p.import_id = i.id AND p.idnps = $1 "
+            f"SELECT {_SELECT}, a.city, a.email FROM directory_practitioner p "
             "LEFT JOIN directory_activity a ON a.import_id = p.import_id AND a.idnps = p.idnps "
-            "WHERE i.is_current ORDER BY a.line_no",
+            f"WHERE p.import_id = {_CURRENT} AND p.idnps = $1 ORDER BY a.line_no",
             wanted,
         )
         if not rows:
@@ -780,9 +782,8 @@ class ExtractDirectory:
             )
         limit_arg = arg(limit)
         query = (
-            "WITH hits AS (SELECT n.import_id, n.idnps, n.name_norm FROM directory_import i "
-            "JOIN directory_name n ON n.import_id = i.id "
-            f"WHERE i.is_current AND {' AND '.join(where)} "
+            "WITH hits AS (SELECT n.import_id, n.idnps, n.name_norm FROM directory_name n "
+            f"WHERE n.import_id = {_CURRENT} AND {' AND '.join(where)} "
             f"ORDER BY n.name_norm, n.idnps LIMIT {limit_arg}) "
             f"SELECT {_SELECT}, a.city, a.email FROM hits h "
             "JOIN directory_practitioner p ON p.import_id = h.import_id AND p.idnps = h.idnps "

@@ -1,0 +1,109 @@
+"""`santeguard check-homeserver`: is this Synapse configured the way SantéGuard needs?
+
+Reads homeserver.yaml (the file is what decides; a running server cannot be asked) and
+reports each requirement as OK or with what to change. Pure: takes the parsed YAML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REQUIRED_CALLBACKS = ("user_may_invite", "user_may_join_room", "check_event_for_spam")
+
+MESSAGES = {
+    "fr": {
+        "encryption": "chiffrement par défaut de tous les salons "
+        "(encryption_enabled_by_default_for_room_type: all)",
+        "registration": "enregistrement SantéGuard dans app_service_config_files",
+        "antispam": "module synapse_http_antispam.HTTPAntispam",
+        "callbacks": "enabled_callbacks listés explicitement et contenant {cbs}",
+        "fail_closed": "callbacks fermés en cas de panne (fail_open: false)",
+        "room_rules": "module bridge.synapse_module.SanteGuardRoomRules (création de salons)",
+        "msc": "experimental_features msc2409_to_device_messages_enabled et "
+        "msc3202_transaction_extensions",
+        "ok": "OK",
+        "missing": "À CORRIGER",
+    },
+    "en": {
+        "encryption": "every room encrypted by default "
+        "(encryption_enabled_by_default_for_room_type: all)",
+        "registration": "SantéGuard registration in app_service_config_files",
+        "antispam": "synapse_http_antispam.HTTPAntispam module",
+        "callbacks": "enabled_callbacks listed explicitly and containing {cbs}",
+        "fail_closed": "callbacks fail closed (fail_open: false)",
+        "room_rules": "bridge.synapse_module.SanteGuardRoomRules module (room creation)",
+        "msc": "experimental_features msc2409_to_device_messages_enabled and "
+        "msc3202_transaction_extensions",
+        "ok": "OK",
+        "missing": "TO FIX",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    key: str
+    ok: bool
+
+
+def _module(config: dict[str, Any], name: str) -> dict[str, Any] | None:
+    for m in config.get("modules") or []:
+        if isinstance(m, dict) and m.get("module") == name:
+            cfg = m.get("config")
+            return cfg if isinstance(cfg, dict) else {}
+    return None
+
+
+def check_homeserver(config: dict[str, Any], registration: Path | None) -> list[Check]:
+    checks = [
+        Check("encryption", config.get("encryption_enabled_by_default_for_room_type") == "all")
+    ]
+    files = [str(Path(p).resolve()) for p in config.get("app_service_config_files") or []]
+    checks.append(
+        Check("registration", registration is None or str(registration.resolve()) in files)
+    )
+    antispam = _module(config, "synapse_http_antispam.HTTPAntispam")
+    checks.append(Check("antispam", antispam is not None))
+    callbacks = (antispam or {}).get("enabled_callbacks")
+    checks.append(
+        Check(
+            "callbacks",
+            isinstance(callbacks, list)
+            and "accept_make_join" not in callbacks
+            and all(c in callbacks for c in REQUIRED_CALLBACKS),
+        )
+    )
+    fail_open = (antispam or {}).get("fail_open") or {}
+    checks.append(
+        Check(
+            "fail_closed",
+            antispam is not None
+            and fail_open.get("check_event_for_spam") is False
+            and not any(fail_open.get(c) for c in REQUIRED_CALLBACKS),
+        )
+    )
+    checks.append(
+        Check(
+            "room_rules", _module(config, "bridge.synapse_module.SanteGuardRoomRules") is not None
+        )
+    )
+    exp = config.get("experimental_features") or {}
+    checks.append(
+        Check(
+            "msc",
+            bool(exp.get("msc2409_to_device_messages_enabled"))
+            and bool(exp.get("msc3202_transaction_extensions")),
+        )
+    )
+    return checks
+
+
+def render(checks: list[Check], lang: str) -> str:
+    text = MESSAGES["en" if lang == "en" else "fr"]
+    lines = []
+    for c in checks:
+        label = text[c.key].format(cbs=", ".join(REQUIRED_CALLBACKS))
+        lines.append(f"[{text['ok'] if c.ok else text['missing']}] {label}")
+    return "\n".join(lines)

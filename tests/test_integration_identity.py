@@ -1,0 +1,160 @@
+"""Identity end to end: extract import, `!sg verify/whois/annuaire`, re-verification."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.adapters.directory.extract import import_extract
+from bridge.devtools.client import SimpleClient
+from bridge.devtools.stack import DevStack
+from bridge.policy.directory import DirectoryUnavailable, Practitioner
+from tests.test_integration_gate import ENCRYPTED, wait_until
+
+pytestmark = pytest.mark.synapse
+_n = itertools.count()
+SAMPLE = Path(__file__).parent / "data" / "PS_LibreAcces_Personne_activite_sample.txt"
+
+
+def bot_says(stack: DevStack, fragment: str) -> Any:
+    return lambda ev: (
+        ev.get("sender") == stack.bot_mxid and fragment in ev.get("content", {}).get("body", "")
+    )
+
+
+async def admin_room(stack: DevStack) -> tuple[SimpleClient, str]:
+    """The network admin's clear room with the bot (where admin commands are typed)."""
+    admin = await stack.synapse.register_user(f"admin_{next(_n)}") if False else None
+    assert admin is None
+    user = await stack.synapse.request(
+        "POST",
+        "/_matrix/client/v3/login",
+        json={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": "admin"},
+            "password": ADMIN_PASSWORD,
+        },
+        expect=None,
+    )
+    body = user[1]
+    client = SimpleClient(stack.synapse.base_url, body["user_id"], body["access_token"])
+    room = await client.create_room(name=f"Admin {next(_n)}")
+    assert stack.santeguard is not None and stack.santeguard.gatekeeper is not None
+    gk = stack.santeguard.gatekeeper
+    await wait_until(lambda: _not_protected(gk, room))
+    return client, room
+
+
+async def _not_protected(gk: Any, room: str) -> bool:
+    return not gk.is_protected(room)
+
+
+ADMIN_PASSWORD = "admin-demo-password-1"  # noqa: S105 (throwaway test homeserver)
+
+
+@pytest.fixture
+async def identity_stack(gated_stack: DevStack) -> DevStack:
+    sg = gated_stack.santeguard
+    assert sg is not None
+    await import_extract(sg.db, SAMPLE)
+    try:
+        await gated_stack.synapse.register_user("admin", ADMIN_PASSWORD)
+    except Exception:  # already registered by an earlier test in this session
+        pass
+    return gated_stack
+
+
+async def test_verify_whois_and_annuaire(identity_stack: DevStack) -> None:
+    stack = identity_stack
+    doc_user, doc = await stack.user(f"julien{next(_n)}", displayname="Dr Julien Exemple")
+    other_user, other = await stack.user(f"jean{next(_n)}", displayname="Jean Autre")
+    admin, room = await admin_room(stack)
+    async with admin, doc, other:
+        await admin.send_text(room, f'!sg verify {doc_user.user_id} "109 9999 0012"')
+        ok = await admin.wait_for_recent(room, bot_says(stack, "✅ " + doc_user.user_id))
+        assert "Julien EXEMPLE" in ok["content"]["body"]
+        assert "Médecin" in ok["content"]["body"]
+
+        # Bad check key: precise message, nothing bound.
+        await admin.send_text(room, f"!sg verify {other_user.user_id} 10999990013")
+        bad = await admin.wait_for_recent(room, bot_says(stack, "clé de contrôle"))
+        assert "10999990013" in bad["content"]["body"]
+
+        # Display name does not match the directory: confirmation required.
+        await admin.send_text(room, f"!sg verify {other_user.user_id} 10999990020")
+        await admin.wait_for_recent(room, bot_says(stack, "ne correspond pas"))
+        sg = stack.santeguard
+        assert sg is not None
+        assert sg.gate_store.verification(other_user.user_id) is None
+        await admin.send_text(room, f"!sg verify {other_user.user_id} 10999990020 confirmer")
+        await admin.wait_for_recent(room, bot_says(stack, "✅ " + other_user.user_id))
+        assert sg.gate_store.verification(other_user.user_id) is not None
+
+        await admin.send_text(room, f"!sg whois {doc_user.user_id}")
+        who = await admin.wait_for_recent(room, bot_says(stack, "source manual"))
+        assert "RPPS 10999990012" in who["content"]["body"]
+
+        await admin.send_text(room, "!sg annuaire fictive")
+        found = await admin.wait_for_recent(room, bot_says(stack, "Annuaire santé"))
+        assert other_user.user_id in found["content"]["body"]
+        assert "Nantes" in found["content"]["body"]
+
+        # The verified doctor can now create a protected room; the audit names the binder.
+        await doc.create_room(initial_state=ENCRYPTED)
+    bound = [e for e in await sg.audit.recent(50) if e.action == "identity.bound"]
+    assert {e.subject for e in bound} >= {doc_user.user_id, other_user.user_id}
+    assert all(e.actor == admin.user_id for e in bound)
+
+
+class DownDirectory:
+    async def lookup(self, idnps: str) -> Practitioner | None:
+        raise DirectoryUnavailable("connection refused (test)")
+
+    async def search(self, *a: Any) -> list[Practitioner]:
+        raise DirectoryUnavailable("connection refused (test)")
+
+
+async def test_reverification_removes_deactivated_and_never_on_outage(
+    identity_stack: DevStack, tmp_path: Path
+) -> None:
+    stack = identity_stack
+    sg = stack.santeguard
+    assert sg is not None and sg.reverifier is not None
+    directory = await sg.directory.lookup("810999990053")  # Bernard ANCIEN
+    assert directory is not None
+    _, doc = await stack.practitioner(f"doc{next(_n)}", directory)
+    leaver_user, leaver = await stack.practitioner(f"ancien{next(_n)}", directory)
+    async with doc, leaver:
+        room = await doc.create_room(initial_state=ENCRYPTED)
+        await doc.invite(room, leaver_user.user_id)
+        await leaver.join(room)
+        await wait_until(lambda: _member(sg, room, leaver_user.user_id))
+
+        # Directory down: nobody is removed, an alert is recorded.
+        real = sg.reverifier._directory
+        sg.reverifier._directory = DownDirectory()
+        report = await sg.reverifier.run_once()
+        sg.reverifier._directory = real
+        assert report.unreachable and report.deactivated == []
+        assert leaver_user.user_id in await doc.joined_members(room)
+        actions = [e.action for e in await sg.audit.recent(10)]
+        assert "reverify.directory_unreachable" in actions
+
+        # A new extract without Bernard ANCIEN: he is unbound and removed everywhere.
+        lines = SAMPLE.read_text(encoding="utf-8").splitlines(keepends=True)
+        new = tmp_path / "extract.txt"
+        new.write_text("".join(line for line in lines if "|10999990053|" not in line))
+        await import_extract(sg.db, new)
+        report = await sg.reverifier.run_once()
+        assert leaver_user.user_id in report.deactivated
+        assert room in report.removed_from[leaver_user.user_id]
+        assert leaver_user.user_id not in await doc.joined_members(room)
+        assert sg.gate_store.verification(leaver_user.user_id) is None
+    await import_extract(sg.db, SAMPLE)  # restore for other tests
+
+
+async def _member(sg: Any, room: str, user: str) -> bool:
+    return user in await sg.gate_store.members_of(room)

@@ -34,11 +34,14 @@ def test_demo_runs_once_and_cleans_up(tmp_path: Path, lang: str) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     if lang == "fr":
-        assert "Réponse du bot : pong" in out
+        assert "bot : pong" in out
         assert "chaîne de hachage intacte" in out
+        assert out.count("REFUSÉ par le homeserver") == 4  # clear room, invite, join, message
+        assert "n'exerce plus selon l'Annuaire Santé" in out
     else:
-        assert "Bot reply: pong" in out
+        assert "bot: pong" in out
         assert "hash chain intact" in out
+        assert out.count("REFUSED by the homeserver") == 4
     # No synapse left running from this workdir.
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(workdir) not in ps

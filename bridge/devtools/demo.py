@@ -17,22 +17,37 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..adapters.directory.extract import import_extract
 from ..log import setup_logging
+from .client import MatrixError, SimpleClient
 from .stack import DevStack
 
 TEXT: dict[str, dict[str, str]] = {
     "fr": {
         "title": "SantéGuard — démonstration (tout tourne en local, rien ne sort de cette machine)",
         "start": "Démarrage de SantéGuard (SQLite : {db}) puis d'un Synapse jetable sur {hs} …",
+        "logs": "Journaux de SantéGuard : {path}",
         "started": "Prêt en {s:.1f} s : le homeserver livre ses transactions à SantéGuard, et "
         "appelle sa porte synchrone (module synapse_http_antispam) avant chaque invitation, "
         "entrée ou message.",
-        "logs": "Journaux de SantéGuard : {path}",
-        "users": "Comptes de démonstration créés : {users}",
-        "room": "Le Dr Martin crée le salon « {name} » et invite le bot {bot}.",
-        "joined": "Le bot a rejoint le salon (invitation traitée depuis la file durable).",
-        "cmd": "Le Dr Martin tape : {cmd}",
-        "reply": "Réponse du bot : {reply}",
+        "import": "Import de l'extraction de l'Annuaire Santé ({file}) : {read} lignes, "
+        "{kept} gardées, {rejected} rejetées, {people} professionnels.",
+        "users": "Comptes créés : {users} (aucun n'est encore vérifié).",
+        "admin_room": "L'administrateur du réseau ouvre son salon d'administration avec le bot.",
+        "cmd": "{who} tape : {cmd}",
+        "reply": "   ↳ bot : {reply}",
+        "refused": "   ↳ REFUSÉ par le homeserver : {reason}",
+        "allowed": "   ↳ accepté",
+        "clear_room": "Le Dr Exemple essaie de créer un salon NON chiffré …",
+        "enc_room": "Le Dr Exemple crée un salon chiffré « {name} » : le bot y est ajouté "
+        "d'office avec les droits d'administration ({pl}).",
+        "invite_anon": "Il invite {user}, qui n'est pas un professionnel vérifié …",
+        "join_anon": "{user} essaie d'entrer seul dans le salon (public) …",
+        "invite_nurse": "Il invite l'infirmière vérifiée {user} …",
+        "clear_msg": "Il envoie un message EN CLAIR dans le salon protégé …",
+        "deactivate": "Nouvelle extraction de l'annuaire : {user} n'y figure plus (cessation "
+        "d'activité). La re-vérification tourne …",
+        "removed": "   ↳ {user} retiré de {n} salon(s) protégé(s) ; motif affiché : « {reason} »",
         "audit": "Journal d'audit : {n} décisions enregistrées, chaîne de hachage {state}.",
         "audit_ok": "intacte",
         "audit_bad": "CASSÉE à l'entrée {seq}",
@@ -48,15 +63,28 @@ TEXT: dict[str, dict[str, str]] = {
     "en": {
         "title": "SantéGuard — demo (everything runs locally; nothing leaves this machine)",
         "start": "Starting SantéGuard (SQLite: {db}), then a throwaway Synapse on {hs} …",
+        "logs": "SantéGuard's logs: {path}",
         "started": "Ready in {s:.1f} s: the homeserver delivers its transactions to SantéGuard "
         "and calls its synchronous gate (synapse_http_antispam module) before every invite, "
         "join or message.",
-        "logs": "SantéGuard's logs: {path}",
-        "users": "Demo accounts created: {users}",
-        "room": "Dr Martin creates the room “{name}” and invites the bot {bot}.",
-        "joined": "The bot joined the room (the invite was handled from the durable queue).",
-        "cmd": "Dr Martin types: {cmd}",
-        "reply": "Bot reply: {reply}",
+        "import": "Importing the Annuaire Santé extract ({file}): {read} lines, {kept} kept, "
+        "{rejected} rejected, {people} practitioners.",
+        "users": "Accounts created: {users} (none verified yet).",
+        "admin_room": "The network admin opens an admin room with the bot.",
+        "cmd": "{who} types: {cmd}",
+        "reply": "   ↳ bot: {reply}",
+        "refused": "   ↳ REFUSED by the homeserver: {reason}",
+        "allowed": "   ↳ accepted",
+        "clear_room": "Dr Exemple tries to create an UNENCRYPTED room …",
+        "enc_room": "Dr Exemple creates an encrypted room “{name}”: the bot is added "
+        "automatically with admin power ({pl}).",
+        "invite_anon": "He invites {user}, who is not a verified professional …",
+        "join_anon": "{user} tries to join the (public) room on their own …",
+        "invite_nurse": "He invites the verified nurse {user} …",
+        "clear_msg": "He sends a message IN CLEAR in the protected room …",
+        "deactivate": "New directory extract: {user} is no longer listed (stopped practising). "
+        "Re-verification runs …",
+        "removed": "   ↳ {user} removed from {n} protected room(s); reason shown: “{reason}”",
         "audit": "Audit log: {n} decisions recorded, hash chain {state}.",
         "audit_ok": "intact",
         "audit_bad": "BROKEN at entry {seq}",
@@ -70,6 +98,11 @@ TEXT: dict[str, dict[str, str]] = {
         "done": "Done.",
     },
 }
+
+SAMPLE = Path(__file__).resolve().parent / "demo_extract.txt"
+ENCRYPTED = [
+    {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}
+]
 
 
 class Narrator:
@@ -94,33 +127,133 @@ def _bot_notice(bot: str) -> Any:
     return lambda ev: ev.get("sender") == bot and ev.get("content", {}).get("msgtype") == "m.notice"
 
 
-async def scenario(stack: DevStack, say: Narrator) -> None:
-    assert stack.santeguard is not None
-    martin, martin_c = await stack.user("dr.martin", displayname="Dr Julien Martin")
-    durand, durand_c = await stack.user("inf.durand", displayname="Claire Durand (IDE)")
-    say.say("users", users=f"{martin.user_id}, {durand.user_id}")
-    async with martin_c, durand_c:
-        name = "Concertation pluriprofessionnelle"
-        say.say("room", name=name, bot=stack.bot_mxid)
-        room = await martin_c.create_room(invite=(stack.bot_mxid,), name=name)
-        await martin_c.wait_for_event(room, _is_bot_join(stack.bot_mxid))
-        say.say("joined")
-        for cmd in ("!sg ping", "!sg status"):
-            say.say("cmd", cmd=cmd)
-            await martin_c.send_text(room, cmd)
-            reply = await martin_c.wait_for_event(room, _bot_notice(stack.bot_mxid))
-            say.say("reply", reply=reply["content"]["body"].replace("\n", " | "))
-        sg = stack.santeguard
-        txns = await sg.db.fetchval("SELECT COUNT(*) FROM txn")
-        say.say("durable", txns=txns, pending=await sg.queue.depth())
-        check = await sg.audit.verify()
-        state = (
-            say.text["audit_ok"]
-            if check.ok
-            else say.text["audit_bad"].format(seq=check.first_bad_seq)
+async def _wait(predicate: Any, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError("demo step did not complete in time")
+
+
+async def _command(
+    say: Narrator, client: SimpleClient, room: str, who: str, cmd: str, stack: DevStack
+) -> None:
+    say.say("cmd", who=who, cmd=cmd)
+    since = int(time.time() * 1000) - 1
+    await client.send_text(room, cmd)
+    reply = await client.wait_for_recent(
+        room,
+        lambda ev: (
+            ev.get("sender") == stack.bot_mxid
+            and ev.get("origin_server_ts", 0) > since
+            and ev.get("content", {}).get("msgtype") == "m.notice"
+        ),
+    )
+    say.say("reply", reply=reply["content"]["body"].replace("\n", " | "))
+
+
+async def _attempt(say: Narrator, action: Any) -> None:
+    try:
+        await action
+    except MatrixError as e:
+        say.say("refused", reason=e.error)
+        return
+    say.say("allowed")
+
+
+async def scenario(stack: DevStack, say: Narrator, workdir: Path) -> None:
+    sg = stack.santeguard
+    assert sg is not None and sg.gatekeeper is not None and sg.reverifier is not None
+    report = await import_extract(sg.db, SAMPLE)
+    say.say(
+        "import",
+        file=SAMPLE.name,
+        read=report.rows_read,
+        kept=report.rows_kept,
+        rejected=report.rows_rejected,
+        people=report.practitioners,
+    )
+
+    admin = await stack.synapse.register_user("admin", displayname="Admin réseau")
+    doc_u, doc = await stack.user("dr.exemple", displayname="Dr Julien Exemple")
+    ide_u, ide = await stack.user("ide.pansement", displayname="Julie Pansement")
+    anon_u, anon = await stack.user("visiteur", displayname="Visiteur")
+    say.say("users", users=", ".join(u.user_id for u in (admin, doc_u, ide_u, anon_u)))
+    admin_c = SimpleClient(stack.synapse.base_url, admin.user_id, admin.access_token)
+    async with admin_c, doc, ide, anon:
+        say.say("admin_room")
+        admin_room = await admin_c.create_room(name="Administration SantéGuard")
+        await _wait(lambda: _bot_in(admin_c, admin_room, stack.bot_mxid))
+        await _wait(lambda: _unprotected(sg, admin_room))
+        for cmd in (
+            "!sg ping",
+            f"!sg verify {doc_u.user_id} 10999990012",
+            f"!sg verify {ide_u.user_id} 10999990129",
+            f"!sg verify {anon_u.user_id} 10999990013",
+            "!sg annuaire pansement",
+        ):
+            await _command(say, admin_c, admin_room, "admin", cmd, stack)
+
+        say.say("clear_room")
+        await _attempt(say, doc.create_room(name="Staff (en clair)"))
+        name = "RCP oncologie"
+        room = await doc.create_room(name=name, initial_state=ENCRYPTED, preset="public_chat")
+        await _wait(lambda: _bot_in(doc, room, stack.bot_mxid))
+        levels = await doc.request("GET", f"/rooms/{room}/state/m.room.power_levels")
+        say.say("enc_room", name=name, pl=f"{stack.bot_mxid}: {levels['users'][stack.bot_mxid]}")
+        say.say("invite_anon", user=anon_u.user_id)
+        await _attempt(say, doc.invite(room, anon_u.user_id))
+        say.say("join_anon", user=anon_u.user_id)
+        await _attempt(say, anon.join(room))
+        say.say("invite_nurse", user=ide_u.user_id)
+        await _attempt(say, doc.invite(room, ide_u.user_id))
+        await ide.join(room)
+        say.say("clear_msg")
+        await _attempt(say, doc.send_text(room, "Patient X : résultats de la biopsie"))
+
+        await _wait(lambda: _member(sg, room, ide_u.user_id))
+        say.say("deactivate", user=ide_u.user_id)
+        lines = SAMPLE.read_text(encoding="utf-8").splitlines(keepends=True)
+        newer = workdir / "extract-next.txt"
+        newer.write_text("".join(x for x in lines if "|10999990129|" not in x), encoding="utf-8")
+        await import_extract(sg.db, newer)
+        result = await sg.reverifier.run_once()
+        kick = await doc.wait_for_recent(
+            room,
+            lambda ev: (
+                ev.get("type") == "m.room.member"
+                and ev.get("state_key") == ide_u.user_id
+                and ev.get("content", {}).get("membership") == "leave"
+            ),
         )
-        say.say("audit", n=check.entries, state=state)
-        say.say("connect", hs=stack.synapse.base_url, user=martin.user_id, password=martin.password)
+        say.say(
+            "removed",
+            user=ide_u.user_id,
+            n=len(result.removed_from.get(ide_u.user_id, [])),
+            reason=kick["content"].get("reason", ""),
+        )
+
+    txns = await sg.db.fetchval("SELECT COUNT(*) FROM txn")
+    say.say("durable", txns=txns, pending=await sg.queue.depth())
+    check = await sg.audit.verify()
+    state = (
+        say.text["audit_ok"] if check.ok else say.text["audit_bad"].format(seq=check.first_bad_seq)
+    )
+    say.say("audit", n=check.entries, state=state)
+    say.say("connect", hs=stack.synapse.base_url, user=doc_u.user_id, password=doc_u.password)
+
+
+async def _bot_in(client: SimpleClient, room: str, bot: str) -> bool:
+    return bot in await client.joined_members(room)
+
+
+async def _unprotected(sg: Any, room: str) -> bool:
+    return not sg.gatekeeper.is_protected(room)
+
+
+async def _member(sg: Any, room: str, user: str) -> bool:
+    return user in await sg.gate_store.members_of(room)
 
 
 async def main_async(workdir: Path, lang: str, once: bool) -> int:
@@ -134,7 +267,7 @@ async def main_async(workdir: Path, lang: str, once: bool) -> int:
     stack = DevStack(
         workdir,
         db_uri=f"sqlite:///{(workdir / 'santeguard.db').resolve()}",
-        admins=["@dr.martin:santeguard.test"],
+        admins=["@admin:santeguard.test"],
     )
     stack_secrets += [stack.as_token, stack.hs_token, stack.gate_token]
     setup_logging("INFO", "text", stack_secrets, stream=log_file)
@@ -148,7 +281,7 @@ async def main_async(workdir: Path, lang: str, once: bool) -> int:
     try:
         await stack.start()
         say.say("started", s=time.monotonic() - started)
-        await scenario(stack, say)
+        await scenario(stack, say, workdir)
         if not once:
             say.say("running")
             await stop.wait()

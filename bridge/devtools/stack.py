@@ -45,6 +45,11 @@ class DevStack:
         gate: Gate | None = None,
         encryption_by_default: bool = False,
         config_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+        antispam_callbacks: Sequence[str] = (
+            "user_may_invite",
+            "user_may_join_room",
+            "check_event_for_spam",
+        ),
     ) -> None:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -72,7 +77,7 @@ class DevStack:
                 base_url=f"http://127.0.0.1:{self.as_port}{ANTISPAM_PATH}",
                 token=self.gate_token,
                 # Room creation goes through SanteGuardRoomRules, which passes the config.
-                callbacks=("user_may_invite", "user_may_join_room", "check_event_for_spam"),
+                callbacks=tuple(antispam_callbacks),
             ),
             encryption_by_default=encryption_by_default,
             extra_modules=[

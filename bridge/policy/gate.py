@@ -100,6 +100,12 @@ REASONS: Mapping[str, Mapping[str, str]] = {
         "en": "This room is restricted to these professions: {allowed}. {user} "
         "({profession}) cannot enter it.",
     },
+    "no_longer_active": {
+        "fr": "{user} n'exerce plus selon l'Annuaire Santé : vérification retirée, "
+        "accès aux salons protégés fermé.",
+        "en": "{user} no longer practises according to the health directory: "
+        "verification withdrawn, protected rooms closed.",
+    },
     "creator_not_verified": {
         "fr": "Seuls les professionnels de santé vérifiés peuvent créer des salons.",
         "en": "Only verified health professionals can create rooms.",

@@ -181,11 +181,18 @@ class Gatekeeper:
         await self.remove(room_id, user_id, decision, trigger=str(event.get("event_id")))
         return True
 
-    async def enforce_user(self, user_id: str, *, trigger: str) -> list[str]:
-        """Remove the user from every room the policy no longer lets them be in."""
+    async def enforce_user(
+        self, user_id: str, *, trigger: str, reason: str | None = None
+    ) -> list[str]:
+        """Remove the user from every room the policy no longer lets them be in.
+
+        ``reason`` replaces the generic "not verified" with why the binding went away.
+        """
         removed = []
         for room_id in await self._store.rooms_of(user_id):
             decision = self.member_decision(user_id, room_id)
+            if not decision.allow and reason and decision.reason == "not_verified":
+                decision = policy.Decision.no(reason, user=user_id)
             if not decision.allow:
                 await self.remove(room_id, user_id, decision, trigger=trigger)
                 removed.append(room_id)

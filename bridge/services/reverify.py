@@ -34,7 +34,9 @@ class ReverifyStore(Protocol):
 
 
 class Enforcer(Protocol):
-    async def enforce_user(self, user_id: str, *, trigger: str) -> list[str]: ...
+    async def enforce_user(
+        self, user_id: str, *, trigger: str, reason: str | None = None
+    ) -> list[str]: ...
 
 
 @dataclass
@@ -102,7 +104,9 @@ class Reverifier:
             report.checked += 1
             if practitioner is None or not practitioner.active:
                 await self._store.unbind(user_id)
-                removed = await self._enforcer.enforce_user(user_id, trigger="reverification")
+                removed = await self._enforcer.enforce_user(
+                    user_id, trigger="reverification", reason="no_longer_active"
+                )
                 report.deactivated.append(user_id)
                 report.removed_from[user_id] = removed
                 await self._audit.record(

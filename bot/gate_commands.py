@@ -122,8 +122,11 @@ class GateStorePort(Protocol):
 
 
 class EnforcerPort(Protocol):
-    async def enforce_user(self, user_id: str, *, trigger: str) -> list[str]: ...
+    async def enforce_user(
+        self, user_id: str, *, trigger: str, reason: str | None = None
+    ) -> list[str]: ...
     async def enforce_room(self, room_id: str, *, trigger: str) -> list[str]: ...
+    async def ensure_encrypted(self, room_id: str) -> bool: ...
 
 
 class ProfilePort(Protocol):
@@ -333,11 +336,12 @@ class GateCommands:
         await self._audit.record(
             ctx.sender, "room.protection", room_id=ctx.room_id, details={"protected": protected}
         )
-        removed = (
-            await self._enforcer.enforce_room(ctx.room_id, trigger=f"protect by {ctx.sender}")
-            if protected
-            else []
-        )
+        removed: list[str] = []
+        if protected:
+            removed = await self._enforcer.enforce_room(
+                ctx.room_id, trigger=f"protect by {ctx.sender}"
+            )
+            await self._enforcer.ensure_encrypted(ctx.room_id)
         await ctx.reply_t(
             "gate.room_protect",
             state=ctx.t("gate.on" if protected else "gate.off"),

@@ -121,7 +121,8 @@ async def stack(
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 async def gated_stack(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
     pg_database: str | None,
 ) -> AsyncIterator[DevStack]:
     """A protected network: every room protected and encrypted, members verified."""

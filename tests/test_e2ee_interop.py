@@ -39,15 +39,14 @@ def _report(output: str) -> dict[str, Any]:
     raise AssertionError("the Node script printed no report:\n" + output[-3000:])
 
 
-async def test_element_rust_crypto_exchanges_encrypted_messages_with_the_bot(
-    stack: DevStack,
-) -> None:
+async def _run_interop(stack: DevStack, localpart: str) -> dict[str, Any]:
+    """Run the Node practitioner against the stack; return its report (asserted ok)."""
     assert NODE is not None
     if not (NODE_DIR / "node_modules" / "matrix-js-sdk").is_dir():
         pytest.fail("matrix-js-sdk is not installed: run `npm ci --prefix tests/e2ee_node`")
     sg = stack.santeguard
     assert sg is not None and sg.crypto is not None and sg.crypto.device_id
-    user = await stack.synapse.register_user(f"rusty{time.monotonic_ns()}")
+    user = await stack.synapse.register_user(f"{localpart}{time.monotonic_ns()}")
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.environ.get("HOME", "/tmp"),
@@ -76,12 +75,46 @@ async def test_element_rust_crypto_exchanges_encrypted_messages_with_the_bot(
     output = out.decode("utf-8", "replace")
     report = _report(output)
     assert proc.returncode == 0 and report["ok"], output[-3000:]
+    report["user_id"] = user.user_id
+    return report
+
+
+async def test_element_rust_crypto_exchanges_encrypted_messages_with_the_bot(
+    stack: DevStack,
+) -> None:
+    report = await _run_interop(stack, "rusty")
+    assert stack.santeguard is not None and stack.santeguard.crypto is not None
+    bot_device = stack.santeguard.crypto.device_id
     assert report["bot_device"]["signedByOwner"] is True
     commands = [r["command"] for r in report["replies"]]
     assert commands == ["!sg ping", "!sg chiffrement"]
     for reply in report["replies"]:
         assert reply["sent_encrypted"] and reply["reply_encrypted"]
-        assert reply["reply_sender_device"] == sg.crypto.device_id
-        assert reply["shield"] == "NONE", reply
+        assert reply["reply_sender_device"] == bot_device
+        assert reply["shield"] == "NONE", reply  # red UNSIGNED_DEVICE without cross-signing
     assert report["replies"][0]["reply_body"].startswith("pong")
-    assert sg.crypto.device_id in report["replies"][1]["reply_body"]
+    assert bot_device in report["replies"][1]["reply_body"]
+
+
+async def test_a_lost_room_key_is_requested_from_the_rust_sender(stack: DevStack) -> None:
+    """The bot asks the sending device again; Rust crypto re-shares it as a forward."""
+    assert stack.santeguard is not None and stack.santeguard.crypto is not None
+    crypto = stack.santeguard.crypto
+    olm: Any = crypto._client.olm
+    receive = olm._handle_room_key_event
+    dropped: list[str] = []
+
+    def lose_first_key(sender: str, sender_key: str, payload: dict[str, Any]) -> Any:
+        if sender.startswith("@lossy") and not dropped:
+            dropped.append(payload["content"]["session_id"])
+            return None  # as if the to-device message had been lost
+        return receive(sender, sender_key, payload)
+
+    olm._handle_room_key_event = lose_first_key
+    try:
+        report = await _run_interop(stack, "lossy")
+    finally:
+        olm._handle_room_key_event = receive
+    assert dropped, "the room key was never received"
+    assert dropped[0] in crypto._key_requests
+    assert report["replies"][0]["reply_body"].startswith("pong")

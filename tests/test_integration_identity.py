@@ -27,20 +27,7 @@ def bot_says(stack: DevStack, fragment: str) -> Any:
 
 async def admin_room(stack: DevStack) -> tuple[SimpleClient, str]:
     """The network admin's clear room with the bot (where admin commands are typed)."""
-    admin = await stack.synapse.register_user(f"admin_{next(_n)}") if False else None
-    assert admin is None
-    user = await stack.synapse.request(
-        "POST",
-        "/_matrix/client/v3/login",
-        json={
-            "type": "m.login.password",
-            "identifier": {"type": "m.id.user", "user": "admin"},
-            "password": ADMIN_PASSWORD,
-        },
-        expect=None,
-    )
-    body = user[1]
-    client = SimpleClient(stack.synapse.base_url, body["user_id"], body["access_token"])
+    _, client = await stack.admin()
     room = await client.create_room(name=f"Admin {next(_n)}")
     assert stack.santeguard is not None and stack.santeguard.gatekeeper is not None
     gk = stack.santeguard.gatekeeper
@@ -52,18 +39,11 @@ async def _not_protected(gk: Any, room: str) -> bool:
     return not gk.is_protected(room)
 
 
-ADMIN_PASSWORD = "admin-demo-password-1"  # noqa: S105 (throwaway test homeserver)
-
-
 @pytest.fixture
 async def identity_stack(gated_stack: DevStack) -> DevStack:
     sg = gated_stack.santeguard
     assert sg is not None
     await import_extract(sg.db, SAMPLE)
-    try:
-        await gated_stack.synapse.register_user("admin", ADMIN_PASSWORD)
-    except Exception:  # already registered by an earlier test in this session
-        pass
     return gated_stack
 
 
@@ -125,7 +105,7 @@ async def test_reverification_removes_deactivated_and_never_on_outage(
     assert sg is not None and sg.reverifier is not None
     directory = await sg.directory.lookup("810999990053")  # Bernard ANCIEN
     assert directory is not None
-    _, doc = await stack.practitioner(f"doc{next(_n)}", directory)
+    _, doc = await stack.practitioner(f"idoc{next(_n)}", directory)
     leaver_user, leaver = await stack.practitioner(f"ancien{next(_n)}", directory)
     async with doc, leaver:
         room = await doc.create_room(initial_state=ENCRYPTED)

@@ -127,9 +127,9 @@ class BotDevice:
         self._keys_lock = asyncio.Lock()
         self._room_locks: dict[str, asyncio.Lock] = {}
         self._encrypted: set[str] = set()
-        self._clear: set[str] = set()
         self._first_failure: dict[str, float] = {}
-        self._requested_sessions: set[str] = set()
+        # session ID -> (sender, sender's curve25519 key, room ID) of each key request
+        self._key_requests: dict[str, tuple[str, str, str]] = {}
         self.cross_signed = False
 
     # -- identity --------------------------------------------------------------------
@@ -173,6 +173,7 @@ class BotDevice:
             ssl=None if self._verify_ssl else False,
         )
         client.restore_login(self.user_id, creds["device_id"], creds["access_token"])
+        self._install_forward_policy(client.olm)
         self._client = client
         self._token = creds["access_token"]
         restrict_tree(self._store)
@@ -339,17 +340,21 @@ class BotDevice:
             try:
                 clear = client.decrypt_event(megolm)
             except EncryptionError as e:
-                if time.monotonic() >= deadline:
-                    reason = str(e)
+                reason = str(e)
+                # A missing session, or one known only from a later index, may still come
+                # (late to-device, or a re-share on request); anything else (a replayed
+                # index, a corrupt ciphertext) will not, so the room is told at once.
+                waitable = "no session found" in reason or "unknown message index" in reason
+                if not waitable or time.monotonic() >= deadline:
                     break
                 await self._next_sync(deadline - time.monotonic())
                 continue
             else:
                 return await self._checked(client, event, megolm, clear)
-        if "no session found" in reason:
+        if waitable:
             await self._request_key(client, megolm)
         first = self._first_failure.setdefault(event_id, time.monotonic())
-        if time.monotonic() - first >= self.give_up_seconds:
+        if not waitable or time.monotonic() - first >= self.give_up_seconds:
             await self._undecryptable(room_id, event_id, sender, device_id, reason)
             return None
         raise TransientError("room key not received yet")
@@ -399,17 +404,54 @@ class BotDevice:
         return False
 
     async def _request_key(self, client: Any, megolm: Any) -> None:
+        """Ask the sending device for the room key (once per session).
+
+        nio's ``request_room_key`` asks only our own devices (the bot has no other), so the
+        request goes to the device named in the event; its re-share arrives as an
+        ``m.forwarded_room_key``, which ``_accept_forward`` lets in.
+        """
         session_id = str(megolm.session_id)
-        if session_id in self._requested_sessions:
+        if session_id in self._key_requests:
             return
-        self._requested_sessions.add(session_id)
+        self._key_requests[session_id] = (
+            str(megolm.sender),
+            str(megolm.sender_key),
+            str(megolm.room_id),
+        )
+        message = megolm.as_key_request(
+            megolm.sender, client.device_id, session_id, megolm.device_id
+        )
+        # Queued first, so nio records the request once it is sent (and expects the key).
+        client.olm.outgoing_to_device_messages.append(message)
         with contextlib.suppress(LocalProtocolError):
-            await client.request_room_key(megolm)
+            await client.to_device(message)
+
+    def _install_forward_policy(self, olm: Any) -> None:
+        """Also accept forwarded keys from the device that created the session.
+
+        nio only accepts forwarded room keys from the user's own verified devices; the
+        bot has none, and the device it asked (see ``_request_key``) is the session's own
+        creator, which could have sent the plain ``m.room_key`` just as well.
+        """
+        default = olm._should_accept_forward
+        requests = self._key_requests
+
+        def accept(sender: str, sender_key: str, event: Any) -> bool:
+            asked = requests.get(str(event.session_id))
+            if (
+                asked is not None
+                and asked == (sender, sender_key, str(event.room_id))
+                and event.algorithm == MEGOLM
+                and event.session_id in olm.outgoing_key_requests
+            ):
+                return True
+            return bool(default(sender, sender_key, event))
+
+        olm._should_accept_forward = accept
 
     async def _undecryptable(
         self, room_id: str, event_id: str, sender: str, device_id: str, reason: str
     ) -> None:
-        self._first_failure.pop(event_id, None)
         log.warning(
             "Giving up decrypting %s in %s from %s (device %s): %s",
             event_id,
@@ -418,9 +460,10 @@ class BotDevice:
             device_id,
             reason,
         )
-        self._record_undecryptable(room_id, sender, device_id)
         if self.on_undecryptable is not None:
-            await self.on_undecryptable(room_id, sender, device_id)
+            await self.on_undecryptable(room_id, sender, device_id)  # may raise: retried
+        self._record_undecryptable(room_id, sender, device_id)
+        self._first_failure.pop(event_id, None)
 
     def _record_undecryptable(self, room_id: str, sender: str, device_id: str) -> None:
         path = self._store / UNDECRYPTABLE_FILE
@@ -454,24 +497,23 @@ class BotDevice:
     def note_encryption(self, room_id: str) -> None:
         """The room is encrypted (seen ``m.room.encryption`` or an encrypted event)."""
         self._encrypted.add(room_id)
-        self._clear.discard(room_id)
 
     async def is_encrypted(self, room_id: str) -> bool:
-        """Whether replies to the room must be encrypted. Encryption is never turned off."""
+        """Whether replies to the room must be encrypted.
+
+        Only "encrypted" is cached (encryption can never be turned off); "clear" is asked
+        of the homeserver every time, since the room may have just been encrypted by
+        someone else, or by the gate, and a stale "clear" would leak a reply.
+        """
         if room_id in self._encrypted:
             return True
         client = self._client
         room = client.rooms.get(room_id) if client is not None else None
-        if room is not None and room.encrypted:
+        if (room is not None and room.encrypted) or (
+            await self._room_algorithm(room_id)
+        ) is not None:
             self.note_encryption(room_id)
             return True
-        if room_id in self._clear:
-            return False
-        algorithm = await self._room_algorithm(room_id)
-        if algorithm is not None:
-            self.note_encryption(room_id)
-            return True
-        self._clear.add(room_id)
         return False
 
     async def _room_algorithm(self, room_id: str) -> str | None:

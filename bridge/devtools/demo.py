@@ -175,12 +175,11 @@ async def scenario(stack: DevStack, say: Narrator, workdir: Path) -> None:
         people=report.practitioners,
     )
 
-    admin = await stack.synapse.register_user("admin", displayname="Admin réseau")
+    admin, admin_c = await stack.admin()
     doc_u, doc = await stack.user("dr.exemple", displayname="Dr Julien Exemple")
     ide_u, ide = await stack.user("ide.pansement", displayname="Julie Pansement")
     anon_u, anon = await stack.user("visiteur", displayname="Visiteur")
     say.say("users", users=", ".join(u.user_id for u in (admin, doc_u, ide_u, anon_u)))
-    admin_c = SimpleClient(stack.synapse.base_url, admin.user_id, admin.access_token)
     async with admin_c, doc, ide, anon:
         say.say("admin_room")
         admin_room = await admin_c.create_room(name="Administration SantéGuard")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from datetime import UTC, datetime, timedelta
 import socket
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,7 @@ class DevStack:
         self._gate = gate
         self._overrides = config_overrides or {}
         self.santeguard: SanteGuard | None = None
+        self._admin_user: RegisteredUser | None = None
 
     def config(self) -> Config:
         data: dict[str, Any] = {
@@ -145,6 +146,16 @@ class DevStack:
         self, localpart: str, *, admin: bool = False, displayname: str | None = None
     ) -> tuple[RegisteredUser, SimpleClient]:
         user = await self.synapse.register_user(localpart, admin=admin, displayname=displayname)
+        return user, SimpleClient(self.synapse.base_url, user.user_id, user.access_token)
+
+    async def admin(self) -> tuple[RegisteredUser, SimpleClient]:
+        """The first configured network admin (an unverified account), created once."""
+        if self._admin_user is None:
+            localpart = self._admins[0].split(":", 1)[0].lstrip("@")
+            self._admin_user = await self.synapse.register_user(
+                localpart, displayname="Admin réseau"
+            )
+        user = self._admin_user
         return user, SimpleClient(self.synapse.base_url, user.user_id, user.access_token)
 
     async def practitioner(

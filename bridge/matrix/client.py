@@ -131,6 +131,32 @@ class MatrixClient:
         extra = content.get("additional_creators") or []
         return tuple([str(data.get("sender", "")), *[str(u) for u in extra if isinstance(u, str)]])
 
+    async def encryption_state(self, room_id: str) -> dict[str, Any] | None:
+        """The room's ``m.room.encryption`` content, or None if the room is in clear."""
+        try:
+            content = await self._call(
+                "encryption state",
+                self.bot.get_state_event(RoomID(room_id), EventType.ROOM_ENCRYPTION),
+            )
+        except MatrixStandardRequestError as e:
+            if e.http_status == 404:
+                return None
+            raise
+        data: dict[str, Any] = (
+            content.serialize() if hasattr(content, "serialize") else dict(content)
+        )
+        return data or None
+
+    async def enable_encryption(self, room_id: str) -> None:
+        await self._call(
+            "enable encryption",
+            self.bot.send_state_event(
+                RoomID(room_id),
+                EventType.ROOM_ENCRYPTION,
+                {"algorithm": "m.megolm.v1.aes-sha2"},  # type: ignore[dict-item]
+            ),
+        )
+
     async def displayname(self, user_id: str) -> str | None:
         try:
             name = await self._call("profile", self.bot.get_displayname(UserID(user_id)))

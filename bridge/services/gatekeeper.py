@@ -28,6 +28,8 @@ Clock = Callable[[], datetime]
 class GateMatrixPort(Protocol):
     bot_mxid: str
 
+    async def encryption_state(self, room_id: str) -> dict[str, Any] | None: ...
+    async def enable_encryption(self, room_id: str) -> None: ...
     async def kick(self, room_id: str, user_id: str, reason: str) -> None: ...
     async def redact(self, room_id: str, event_id: str, reason: str) -> None: ...
     async def send_notice(self, room_id: str, text: str, html: str | None = None) -> str: ...
@@ -198,6 +200,35 @@ class Gatekeeper:
                 removed.append(room_id)
         return removed
 
+    async def ensure_encrypted(self, room_id: str) -> bool:
+        """Switch encryption on in a protected room found in clear (it cannot be undone).
+
+        Where the bot lacks the power to do it, the room is reported to the admins.
+        Returns True when the room is (now) encrypted.
+        """
+        if not self._network.require_encryption or not self.is_protected(room_id):
+            return False
+        if await self._matrix.encryption_state(room_id) is not None:
+            return True
+        try:
+            await self._matrix.enable_encryption(room_id)
+        except TransientError:
+            raise
+        except Exception as e:
+            log.warning("Could not enable encryption in %s: %s", room_id, e)
+            await self._audit.record(
+                self._matrix.bot_mxid, "encryption.enable_failed", room_id=room_id
+            )
+            await self.notify_admins(
+                f"Le salon protégé {room_id} n'est pas chiffré et SantéGuard n'a pas le droit "
+                f"de l'y activer. / Protected room {room_id} is not encrypted and SantéGuard "
+                "lacks the power to switch encryption on."
+            )
+            return False
+        await self._audit.record(self._matrix.bot_mxid, "encryption.enabled", room_id=room_id)
+        log.info("Switched encryption on in protected room %s", room_id)
+        return True
+
     async def enforce_room(self, room_id: str, *, trigger: str) -> list[str]:
         """Remove the room's members that its (new) policy no longer admits."""
         removed = []
@@ -234,7 +265,6 @@ class Gatekeeper:
             )
             return
         await self._store.set_membership(room_id, user_id, "leave")
-        await self._matrix.send_notice(room_id, policy.render(decision, self._lang))
         await self._audit.record(
             self._matrix.bot_mxid,
             "backstop.removed",
@@ -242,6 +272,7 @@ class Gatekeeper:
             subject=user_id,
             details={"reason": decision.reason, "trigger": trigger},
         )
+        await self._matrix.send_notice(room_id, policy.render(decision, self._lang))
         log.info("Removed %s from %s: %s", user_id, room_id, decision.reason)
 
     async def on_message(self, event: dict[str, Any]) -> bool:
@@ -254,7 +285,6 @@ class Gatekeeper:
         await self._matrix.redact(
             room_id, str(event["event_id"]), policy.render_bilingual(decision)
         )
-        await self._matrix.send_notice(room_id, f"{sender} : {policy.render(decision, self._lang)}")
         await self._audit.record(
             self._matrix.bot_mxid,
             "backstop.redacted",
@@ -262,4 +292,5 @@ class Gatekeeper:
             subject=sender,
             details={"reason": decision.reason, "event_id": str(event["event_id"])},
         )
+        await self._matrix.send_notice(room_id, f"{sender} : {policy.render(decision, self._lang)}")
         return True

@@ -87,6 +87,8 @@ class Reverifier:
         for user_id, current in sorted(self._store.verified_users().items()):
             try:
                 practitioner = await self._directory.lookup(current.idnps)
+            except ValueError:
+                practitioner = None  # a stored identifier no directory can hold: not found
             except DirectoryUnavailable as e:
                 report.unreachable = True
                 await self._audit.record(

@@ -14,6 +14,7 @@ MessageHandler = Callable[[dict[str, Any]], Awaitable[bool]]
 
 
 class Backstop(Protocol):
+    async def ensure_encrypted(self, room_id: str) -> bool: ...
     async def on_create(self, event: dict[str, Any]) -> bool: ...
     async def on_member(self, event: dict[str, Any]) -> bool: ...
     async def on_message(self, event: dict[str, Any]) -> bool: ...
@@ -87,6 +88,8 @@ class EventRouter:
                 self._matrix.bot_mxid, "bot.joined", room_id=room_id, subject=event.get("sender")
             )
             log.info("Joined %s on invitation by %s", room_id, event.get("sender"))
+            if self._backstop is not None:
+                await self._backstop.ensure_encrypted(room_id)
         elif membership == "join":
             await self._rooms.set_joined(room_id, True)
         elif membership in ("leave", "ban"):

@@ -483,6 +483,9 @@ _TABLES = ("directory_activity", "directory_name", "directory_practitioner")
 async def _index_names(db: Database, import_id: int) -> None:
     """Fill ``directory_name`` for this import, in key order so every insert appends."""
     async with _acquire(db) as conn, _transaction(conn):
+        if db.scheme != Scheme.SQLITE:
+            # Sort the ~1.5 M names in memory rather than in temporary files.
+            await conn.execute("SET LOCAL work_mem = '128MB'")
         await conn.execute(
             "INSERT INTO directory_name (import_id, name_norm, idnps) "
             "SELECT import_id, name_norm, idnps FROM directory_practitioner "

@@ -283,11 +283,16 @@ async def test_protecting_a_clear_room_encrypts_it_and_redacts_clear_leftovers(
         ):
             assert resp.status == 200
         await wait_until(lambda: _redacted(c, room, leftover), timeout=15)
+    await wait_until(lambda: _audited(sg, room, "backstop.redacted"))
     actions = [e.action for e in await sg.audit.recent(30, room_id=room)]
     assert "encryption.enabled" in actions and "backstop.redacted" in actions
     # The unverified admin cannot stay in a room that is now protected; as its creator
     # (room v12) it cannot be kicked, so the admins are alerted instead.
     assert "backstop.remove_failed" in actions
+
+
+async def _audited(sg: Any, room: str, action: str) -> bool:
+    return action in [e.action for e in await sg.audit.recent(30, room_id=room)]
 
 
 async def _encrypted(client: SimpleClient, room: str) -> bool:

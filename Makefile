@@ -32,7 +32,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) postgres
+NODE_STAMP := tests/e2ee_node/node_modules/.installed
+
+# Element's crypto (matrix-js-sdk + Rust crypto) for the interoperability tests.
+$(NODE_STAMP): tests/e2ee_node/package-lock.json
+	npm ci --prefix tests/e2ee_node --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+pytest: $(STAMP) $(NODE_STAMP) postgres
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest

@@ -22,30 +22,33 @@ from mautrix.util.async_db import Database
 from bot.builtin import BuiltinCommands
 from bot.commands import CommandRegistry
 from bot.dispatcher import CommandDispatcher
+from bot.encryption_commands import EncryptionCommands, UndecryptableNotifier
 from bot.gate_commands import CATALOG as GATE_CATALOG
 from bot.gate_commands import GateCommands
-from bot.encryption_commands import EncryptionCommands, UndecryptableNotifier
 from bot.i18n import Lang, Translator
 from bot.service import CommandService
 
 from . import __version__
-from .config import Config
+from .adapters.directory.extract import ExtractDirectory
+from .adapters.directory.fhir import FhirDirectory
+from .adapters.directory.psc import psc_idnps
+from .config import Config, ConfigError
 from .crypto.device import BotDevice
 from .db import build_upgrade_table
 from .db.audit import AuditLog
 from .db.command_log import CommandLog
-from .adapters.directory.extract import ExtractDirectory
 from .db.gate_store import GateStore
 from .db.queue import EventQueueStore
 from .db.room import RoomStore
 from .matrix.client import MatrixClient
 from .matrix.server import AppserviceServer
 from .metrics import Metrics
-from .services.dispatch import Dispatcher
 from .policy.directory import DirectoryLookup
 from .policy.gate import NetworkPolicy
+from .services.dispatch import Dispatcher
 from .services.gate import AllowAllGate, Gate
 from .services.gatekeeper import Gatekeeper
+from .services.psc import PscVerifier
 from .services.reverify import Reverifier
 from .services.router import EventRouter, MessageHandler
 
@@ -96,7 +99,7 @@ class SanteGuard:
         self.rooms = RoomStore(self.db)
         self.audit = AuditLog(self.db)
         self.gate_store = GateStore(self.db)
-        self.directory: DirectoryLookup = ExtractDirectory(self.db)
+        self.directory: DirectoryLookup = self._build_directory()
         self._gate_override = gate
         self.gate: Gate = gate or AllowAllGate()  # replaced by the Gatekeeper at start
         self.gatekeeper: Gatekeeper | None = None
@@ -135,6 +138,44 @@ class SanteGuard:
     async def set_room_language(self, room_id: str, lang: Lang) -> None:
         await self.rooms.set_language(room_id, lang)
         await self.audit.record("bot", "room.language", room_id=room_id, details={"language": lang})
+
+    def _build_directory(self) -> DirectoryLookup:
+        d = self.config.directory
+        if d.source == "fhir":
+            if d.fhir_api_key is None:
+                raise ConfigError(
+                    "directory.fhir_api_key is required when directory.source is fhir"
+                )
+            return FhirDirectory(
+                d.fhir_base_url,
+                d.fhir_api_key.get_secret_value(),
+                timeout_s=d.timeout_seconds,
+                retries=d.retries,
+                cache_ttl_s=d.cache_ttl_seconds,
+            )
+        return ExtractDirectory(self.db)
+
+    def _build_psc(self) -> PscVerifier | None:
+        d = self.config.directory
+        if not d.psc_idp_id or d.homeserver_admin_token is None or self._session is None:
+            return None
+        session, token, idp = (
+            self._session,
+            d.homeserver_admin_token.get_secret_value(),
+            d.psc_idp_id,
+        )
+        homeserver = self.config.homeserver.address
+
+        async def read(user_id: str) -> str | None:
+            return await psc_idnps(session, homeserver, token, user_id, idp)
+
+        return PscVerifier(
+            read,
+            self.directory,
+            self.gate_store,
+            self.audit,
+            verification_days=self.config.gate.verification_days,
+        )
 
     def _build_commands(self, matrix: MatrixClient) -> CommandService:
         cfg = self.config.bot
@@ -228,6 +269,7 @@ class SanteGuard:
             language=cfg.bot.language,
             encrypted_by_default=cfg.gate.homeserver_encrypts_by_default,
             admin_room=cfg.gate.admin_room,
+            psc=self._build_psc(),
         )
         if self._gate_override is None:
             self.gate = self.gatekeeper

@@ -11,7 +11,6 @@ import pytest
 from bridge.devtools.client import MatrixError, SimpleClient
 from bridge.devtools.stack import DevStack
 from bridge.policy.directory import Practitioner
-from bridge.policy.identifiers import luhn_key
 
 pytestmark = pytest.mark.synapse
 
@@ -126,11 +125,12 @@ async def test_clear_message_refused_in_protected_room(gated_stack: DevStack) ->
 async def test_profession_rule_enforced_and_applied_to_members(gated_stack: DevStack) -> None:
     from bridge.policy.gate import RoomPolicy
 
-    doc_user, doc = await gated_stack.practitioner(uniq("doc"), doctor())
+    _, doc = await gated_stack.practitioner(uniq("doc"), doctor())
     nurse_user, nurse = await gated_stack.practitioner(
         uniq("ide"), doctor("INFIRMIER", "Paul", profession="60")
     )
     other_user, other = await gated_stack.practitioner(uniq("doc"), doctor("AUTRE", "Marc"))
+    late_user, _ = await gated_stack.practitioner(uniq("doc"), doctor("TARD", "Léon"))
     sg = gated_stack.santeguard
     assert sg is not None and sg.gatekeeper is not None
     async with doc, nurse, other:
@@ -138,15 +138,19 @@ async def test_profession_rule_enforced_and_applied_to_members(gated_stack: DevS
         await doc.invite(room, other_user.user_id)
         await other.join(room)
         await wait_until(lambda: _member_known(gated_stack, room, other_user.user_id))
-        # Nurses only: the existing physician member is removed, a physician invite refused.
+        # Physicians and nurses (10, 60) → nurses only (60): the physician member is
+        # removed at once, a physician invite is refused, a nurse invite passes.
         await sg.gate_store.set_room(room, RoomPolicy(professions=frozenset({"60"})), "test")
         removed = await sg.gatekeeper.enforce_room(room, trigger="test")
         assert other_user.user_id in removed
-        # The creator (room v12) outranks the bot and cannot be kicked: alerted instead.
-        assert other_user.user_id not in await nurse.joined_members(room) if False else True
+        assert other_user.user_id not in await doc.joined_members(room)
         with pytest.raises(MatrixError) as err:
-            await doc.invite(room, uniq("@x") + ":santeguard.test")
+            await doc.invite(room, late_user.user_id)
         assert err.value.status == 403
+        assert "réservé aux professions suivantes : Infirmier" in str(err.value.error)
+        await doc.invite(room, nurse_user.user_id)
+        await nurse.join(room)
+        assert nurse_user.user_id in await doc.joined_members(room)
 
 
 async def _member_known(stack: DevStack, room: str, user: str) -> bool:

@@ -12,6 +12,7 @@ from bridge.adapters.directory.extract import import_extract
 from bridge.devtools.client import SimpleClient
 from bridge.devtools.stack import DevStack
 from bridge.policy.directory import DirectoryUnavailable, Practitioner
+from bridge.policy.identifiers import luhn_key
 from tests.test_integration_gate import ENCRYPTED, wait_until
 
 pytestmark = pytest.mark.synapse
@@ -138,3 +139,54 @@ async def test_reverification_removes_deactivated_and_never_on_outage(
 
 async def _member(sg: Any, room: str, user: str) -> bool:
     return user in await sg.gate_store.members_of(room)
+
+
+async def test_pro_sante_connect_binds_at_first_gate_check(identity_stack: DevStack) -> None:
+    """An account whose Synapse login came from PSC (external id = IDNPS) is verified
+    without any admin command, the first time the gate meets it; a PSC id the
+    directory does not know verifies nobody."""
+    stack = identity_stack
+    sg = stack.santeguard
+    assert sg is not None
+    token = await stack.synapse.admin_token()
+    _, doc = await stack.practitioner(f"pdoc{next(_n)}", _directory_entry_placeholder())
+    psc_user, psc = await stack.user(f"psc{next(_n)}")
+    ghost_user, _ = await stack.user(f"ghost{next(_n)}")
+    unknown = "8" + "1099999999" + luhn_key("1099999999")  # valid key, not in the directory
+    for user, ext in ((psc_user, "810999990061"), (ghost_user, unknown)):
+        await stack.synapse.request(
+            "PUT",
+            f"/_synapse/admin/v2/users/{user.user_id}",
+            token=token,
+            json={"external_ids": [{"auth_provider": "oidc-psc", "external_id": ext}]},
+        )
+    async with doc, psc:
+        room = await doc.create_room(initial_state=ENCRYPTED)
+        await doc.invite(room, psc_user.user_id)  # gate: unverified → PSC → TEMOIN Sophie
+        await psc.join(room)
+        v = sg.gate_store.verification(psc_user.user_id)
+        assert v is not None and v.source == "psc" and v.last_name == "TEMOIN"
+        from bridge.devtools.client import MatrixError
+
+        with pytest.raises(MatrixError) as err:
+            await doc.invite(room, ghost_user.user_id)
+        assert err.value.status == 403
+    actions = {(e.action, e.subject) for e in await sg.audit.recent(30)}
+    assert ("identity.bound", psc_user.user_id) in actions
+    assert ("identity.psc_refused", ghost_user.user_id) in actions
+
+
+def _directory_entry_placeholder() -> Practitioner:
+    return Practitioner(
+        idnps="810999990038",
+        id_kind="rpps",
+        identifier="10999990038",
+        last_name="MODELE",
+        first_name="Antoine",
+        civility="PR",
+        profession_code="10",
+        profession_label="Médecin",
+        specialty_code=None,
+        specialty_label=None,
+        active=True,
+    )

@@ -97,6 +97,7 @@ class DevStack:
         self._overrides = config_overrides or {}
         self.santeguard: SanteGuard | None = None
         self._admin_user: RegisteredUser | None = None
+        self._admin_token: str | None = None
 
     def config(self) -> Config:
         data: dict[str, Any] = {
@@ -109,6 +110,7 @@ class DevStack:
                 "hs_token": self.hs_token,
             },
             "antispam": {"path": ANTISPAM_PATH, "token": self.gate_token},
+            "directory": {"psc_idp_id": "psc", "homeserver_admin_token": self._admin_token},
             "database": {"uri": self._db_uri},
             "bot": {"admins": self._admins},
             "encryption": {"store_path": str(self.workdir / "crypto")},
@@ -123,8 +125,12 @@ class DevStack:
         return self.santeguard
 
     async def start(self, timeout: float = 60) -> None:
-        await self.start_santeguard()
+        # Synapse first: SantéGuard gets a homeserver admin token (Pro Santé Connect
+        # bindings are read through the admin API). Until SantéGuard listens, the gate
+        # fails closed and transactions wait in Synapse.
         await self.synapse.start(timeout=timeout)
+        self._admin_token = await self.synapse.admin_token()
+        await self.start_santeguard()
         await self.synapse.register_appservice_user(self.as_token, self.sender_localpart)
         assert self.santeguard is not None
         await asyncio.wait_for(self.santeguard.bot_ready.wait(), timeout)

@@ -19,6 +19,7 @@ from ..policy import gate as policy
 from .errors import TransientError
 from .gate import GateDecision
 from .ports import AuditPort
+from .psc import PscVerifier
 
 log = logging.getLogger("santeguard.gate")
 
@@ -51,8 +52,10 @@ class Gatekeeper:
         encrypted_by_default: bool = False,
         clock: Clock = _utcnow,
         admin_room: str | None = None,
+        psc: PscVerifier | None = None,
     ) -> None:
         self._admin_room = admin_room
+        self._psc = psc
         self._store = store
         self._network = network
         self._matrix = matrix
@@ -82,7 +85,18 @@ class Gatekeeper:
     # -- synchronous gate -------------------------------------------------------------
 
     async def decide(self, callback: str, payload: dict[str, Any]) -> GateDecision:
+        if callback == "check_login_for_spam":
+            await self._on_login(payload)
+            return GateDecision.allowed()
         subject, room_id, decision = self._decide(callback, payload)
+        if (
+            decision is not None
+            and not decision.allow
+            and decision.reason in ("not_verified", "creator_not_verified")
+            and self._psc is not None
+            and await self._psc.try_verify(subject) is not None
+        ):
+            subject, room_id, decision = self._decide(callback, payload)
         if decision is None:
             return GateDecision.allowed()
         if decision.allow:
@@ -101,6 +115,12 @@ class Gatekeeper:
         )
         log.info("Gate refused %s for %s in %s: %s", callback, subject, room_id, decision.reason)
         return GateDecision.refused(policy.render_bilingual(decision, self._lang))
+
+    async def _on_login(self, payload: dict[str, Any]) -> None:
+        """A login through Pro Santé Connect verifies the account at once."""
+        provider = str(payload.get("auth_provider_id") or "")
+        if self._psc is not None and provider.startswith("oidc-"):
+            await self._psc.try_verify(str(payload.get("user_id", "")))
 
     def _decide(
         self, callback: str, payload: dict[str, Any]

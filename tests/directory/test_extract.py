@@ -37,6 +37,10 @@ def naive(path: Path) -> tuple[list[str], list[list[str]]]:
     return names, [line.split("|")[:-1] for line in lines if line]
 
 
+def read_lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()
+
+
 def row_dict(names: list[str], fields: list[str]) -> dict[str, str]:
     return dict(zip(names, fields, strict=True))
 
@@ -131,7 +135,7 @@ async def test_nothing_imported_is_unavailable_not_absent(db: Database) -> None:
 async def test_malformed_lines_are_rejected_with_reasons(
     db: Database, sample: Path, tmp_path: Path
 ) -> None:
-    header, *good = sample.read_text(encoding="utf-8").splitlines()
+    header, *good = read_lines(sample)
     base = good[0].split("|")  # 8|10999990012|810999990012|…
 
     def variant(**changes: str) -> str:
@@ -169,7 +173,7 @@ async def test_malformed_lines_are_rejected_with_reasons(
     assert report.rejections["bad_encoding"].count == 1
     assert report.rejections["bad_encoding"].examples[0][0] == len(lines) + 2
     # The good lines are all there, BOM and CRLF notwithstanding.
-    names, rows = naive(sample)
+    _, rows = naive(sample)
     assert report.practitioners == len({r[2] for r in rows})
     p = await ExtractDirectory(db).lookup("810999990012")
     assert p is not None and p.last_name == "EXEMPLE"
@@ -201,7 +205,7 @@ async def test_missing_required_column_fails_and_keeps_previous(
     db: Database, sample: Path, tmp_path: Path
 ) -> None:
     first = await import_extract(db, sample)
-    header, *lines = sample.read_text(encoding="utf-8").splitlines()
+    header, *lines = read_lines(sample)
     path = write(tmp_path / "bad.txt", header.replace("Nom d'exercice", "Nom"), lines)
     with pytest.raises(ExtractFormatError, match="Nom d'exercice"):
         await import_extract(db, path)
@@ -217,7 +221,7 @@ async def test_mostly_rejected_file_does_not_replace_the_directory(
     db: Database, sample: Path, tmp_path: Path
 ) -> None:
     first = await import_extract(db, sample)
-    header, *good = sample.read_text(encoding="utf-8").splitlines()
+    header, *good = read_lines(sample)
     broken = ["5" + line[1:] for line in good]  # unknown identifier type
     path = write(tmp_path / "broken.txt", header, [*good[:3], *broken])
     with pytest.raises(ExtractFormatError, match="rejected"):
@@ -232,12 +236,12 @@ async def test_mostly_rejected_file_does_not_replace_the_directory(
 async def test_non_adjacent_repeat_is_one_practitioner(
     db: Database, sample: Path, tmp_path: Path
 ) -> None:
-    header, *lines = sample.read_text(encoding="utf-8").splitlines()
+    header, *lines = read_lines(sample)
     # Move the first line to the end, after other people: not adjacent any more.
     moved = [*lines[1:], lines[0], lines[0]]
     path = write(tmp_path / "moved.txt", header, moved)
     report = await import_extract(db, path, batch_size=5)
-    names, rows = naive(sample)
+    _, rows = naive(sample)
     assert report.practitioners == len({r[2] for r in rows})
     n = await db.fetchval(
         "SELECT COUNT(*) FROM directory_activity WHERE idnps = '810999990012' AND import_id = $1",
@@ -247,9 +251,9 @@ async def test_non_adjacent_repeat_is_one_practitioner(
 
 
 async def test_reimport_replaces_atomically(db: Database, sample: Path, tmp_path: Path) -> None:
-    header, *lines = sample.read_text(encoding="utf-8").splitlines()
+    header, *lines = read_lines(sample)
     old = await import_extract(db, sample)
-    names, rows = naive(sample)
+    _, rows = naive(sample)
     old_people = len({r[2] for r in rows})
     # New file: ANCIEN gone, EXEMPLE renamed, MODELE has one site left, plus 40 new people.
     new_lines = [x for x in lines if "|810999990053|" not in x]

@@ -1,0 +1,78 @@
+"""Zero-touch verification through Pro Santé Connect (PSC).
+
+When Synapse logs practitioners in through the PSC OpenID provider, it records the PSC
+subject (the IDNPS) as the account's external id. SantéGuard reads it through the
+Synapse admin API, checks it against the directory, and binds the account with source
+``psc``: no admin has to type `!sg verify`. It runs at login (``check_login_for_spam``)
+and, for accounts that logged in before SantéGuard was there, the first time the gate
+meets them. A directory or homeserver that cannot answer binds nobody.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from ..policy.directory import DirectoryLookup, DirectoryUnavailable, Verification
+from .ports import AuditPort
+
+log = logging.getLogger("santeguard.psc")
+
+ExternalIdReader = Callable[[str], Awaitable[str | None]]
+
+
+class BindingStore(Protocol):
+    def verification(self, user_id: str) -> Verification | None: ...
+    async def bind(self, user_id: str, verification: Verification, bound_by: str) -> None: ...
+
+
+class PscVerifier:
+    def __init__(
+        self,
+        read_idnps: ExternalIdReader,
+        directory: DirectoryLookup,
+        store: BindingStore,
+        audit: AuditPort,
+        *,
+        verification_days: int,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._read = read_idnps
+        self._directory = directory
+        self._store = store
+        self._audit = audit
+        self._ttl = timedelta(days=verification_days)
+        self._clock = clock
+
+    async def try_verify(self, user_id: str) -> Verification | None:
+        """Bind ``user_id`` from its PSC identity if it has one and the directory agrees."""
+        if self._store.verification(user_id) is not None:
+            return self._store.verification(user_id)
+        try:
+            idnps = await self._read(user_id)
+            if idnps is None:
+                return None
+            practitioner = await self._directory.lookup(idnps)
+        except (DirectoryUnavailable, ValueError) as e:
+            log.warning("PSC verification of %s not possible now: %s", user_id, e)
+            return None
+        if practitioner is None or not practitioner.active:
+            await self._audit.record(
+                "psc",
+                "identity.psc_refused",
+                subject=user_id,
+                details={"idnps": idnps, "found": practitioner is not None},
+            )
+            return None
+        verification = Verification.of(practitioner, "psc", self._clock(), self._ttl)
+        await self._store.bind(user_id, verification, bound_by="psc")
+        await self._audit.record(
+            "psc",
+            "identity.bound",
+            subject=user_id,
+            details={"idnps": practitioner.idnps, "source": "psc", "directory_check": True},
+        )
+        log.info("Verified %s through Pro Santé Connect", user_id)
+        return verification

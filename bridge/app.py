@@ -402,6 +402,8 @@ class SanteGuard:
             await self.dispatcher.stop()
         if self.crypto is not None:
             await self.crypto.stop()
+        if isinstance(self.directory, FhirDirectory):
+            await self.directory.close()
         if self._session is not None:
             await self._session.close()
         await self.queue.close()

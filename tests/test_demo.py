@@ -38,6 +38,8 @@ def test_demo_runs_once_and_cleans_up(tmp_path: Path, lang: str) -> None:
         assert "chaîne de hachage intacte" in out
         assert out.count("REFUSÉ par le homeserver") == 4  # clear room, invite, join, message
         assert "n'exerce plus selon l'Annuaire Santé" in out
+        assert "déchiffrée par le Dr Exemple : **Chiffrement de ce salon**" in out
+        assert "ce que le serveur stocke : m.room.encrypted (m.megolm.v1.aes-sha2)" in out
     else:
         assert "bot: pong" in out
         assert "hash chain intact" in out

@@ -20,6 +20,7 @@ from typing import Any
 from ..adapters.directory.extract import import_extract
 from ..log import setup_logging
 from .client import MatrixError, SimpleClient
+from .nio_peer import NioPeer, notice_from
 from .stack import DevStack
 
 TEXT: dict[str, dict[str, str]] = {
@@ -45,6 +46,11 @@ TEXT: dict[str, dict[str, str]] = {
         "join_anon": "{user} essaie d'entrer seul dans le salon (public) …",
         "invite_nurse": "Il invite l'infirmière vérifiée {user} …",
         "clear_msg": "Il envoie un message EN CLAIR dans le salon protégé …",
+        "e2ee": "Le Dr Exemple ouvre Element (appareil chiffré) dans « {name} » et tape une "
+        "commande : elle part chiffrée, le bot la déchiffre avec son propre appareil et "
+        "répond chiffré.",
+        "e2ee_reply": "   ↳ réponse chiffrée du bot, déchiffrée par le Dr Exemple : {reply}",
+        "e2ee_wire": "   ↳ ce que le serveur stocke : {type} ({algorithm}), sans texte en clair.",
         "deactivate": "Nouvelle extraction de l'annuaire : {user} n'y figure plus (cessation "
         "d'activité). La re-vérification tourne …",
         "removed": "   ↳ {user} retiré de {n} salon(s) protégé(s) ; motif affiché : « {reason} »",
@@ -82,6 +88,10 @@ TEXT: dict[str, dict[str, str]] = {
         "join_anon": "{user} tries to join the (public) room on their own …",
         "invite_nurse": "He invites the verified nurse {user} …",
         "clear_msg": "He sends a message IN CLEAR in the protected room …",
+        "e2ee": "Dr Exemple opens his encrypted client in “{name}” and types a command: it "
+        "leaves encrypted, the bot decrypts it with its own device and answers encrypted.",
+        "e2ee_reply": "   ↳ the bot's encrypted reply, decrypted by Dr Exemple: {reply}",
+        "e2ee_wire": "   ↳ what the server stores: {type} ({algorithm}), no clear text.",
         "deactivate": "New directory extract: {user} is no longer listed (stopped practising). "
         "Re-verification runs …",
         "removed": "   ↳ {user} removed from {n} protected room(s); reason shown: “{reason}”",
@@ -212,6 +222,22 @@ async def scenario(stack: DevStack, say: Narrator, workdir: Path) -> None:
         await _attempt(say, doc.send_text(room, "Patient X : résultats de la biopsie"))
 
         await _wait(lambda: _member(sg, room, ide_u.user_id))
+        say.say("e2ee", name=name)
+        async with NioPeer(
+            stack.synapse.base_url,
+            doc_u.user_id,
+            doc_u.device_id,
+            doc_u.access_token,
+            workdir / "dr-exemple-device",
+        ) as peer:
+            await peer.wait_for_member(room, stack.bot_mxid)
+            since = peer.mark(room)
+            say.say("cmd", who="Dr Exemple", cmd="!sg encryption")
+            await peer.send_text(room, "!sg encryption")
+            reply = await peer.wait_for(room, notice_from(stack.bot_mxid), since=since, timeout=30)
+            say.say("e2ee_reply", reply=reply.body.replace("\n", " | "))
+            wire = await doc.request("GET", f"/rooms/{room}/event/{reply.event_id}")
+            say.say("e2ee_wire", type=wire["type"], algorithm=wire["content"].get("algorithm"))
         say.say("deactivate", user=ide_u.user_id)
         lines = SAMPLE.read_text(encoding="utf-8").splitlines(keepends=True)
         newer = workdir / "extract-next.txt"

@@ -50,13 +50,7 @@ class BuiltinCommands:
             return
         cmd = ctx.commands.get(command)
         if cmd is None:
-            suggestion = ctx.commands.closest(command)
-            if suggestion is None:
-                await ctx.reply_t("unknown_command", prefix=ctx.prefix)
-            else:
-                await ctx.reply_t(
-                    "unknown_command.suggestion", prefix=ctx.prefix, suggestion=suggestion
-                )
+            await ctx.reply_unknown(command)
             return
         text = ctx.t(
             "help.detail",

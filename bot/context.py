@@ -63,6 +63,16 @@ class CommandContext:
     async def reply_t(self, key: str, /, **params: object) -> None:
         await self.reply(self.t(key, **params))
 
+    async def reply_unknown(self, name: str) -> None:
+        """'Unknown command', with the closest known name when there is one."""
+        suggestion = self.commands.closest(name)
+        if suggestion is None:
+            await self.reply_t("unknown_command", prefix=self.prefix)
+        else:
+            await self.reply_t(
+                "unknown_command.suggestion", prefix=self.prefix, suggestion=suggestion
+            )
+
     def arg_label(self, arg: Arg) -> str:
         return self.t(arg.label_key) if arg.label_key else arg.name
 

@@ -86,7 +86,7 @@ class CommandDispatcher:
             return True
         cmd = self.registry.get(invocation.name)
         if cmd is None:
-            await self._reply_unknown(ctx, invocation.name)
+            await ctx.reply_unknown(invocation.name)
             return True
         spec = cmd.spec
         if not permissions.check(
@@ -107,15 +107,6 @@ class CommandDispatcher:
             return True
         await self._run(ctx, cmd, values)
         return True
-
-    async def _reply_unknown(self, ctx: CommandContext, name: str) -> None:
-        suggestion = self.registry.closest(name)
-        if suggestion is None:
-            await ctx.reply_t("unknown_command", prefix=self.prefix)
-        else:
-            await ctx.reply_t(
-                "unknown_command.suggestion", prefix=self.prefix, suggestion=suggestion
-            )
 
     async def _reply_argument_error(
         self, ctx: CommandContext, cmd: RegisteredCommand, err: ArgumentError

@@ -84,35 +84,48 @@ def data_dir() -> Iterator[Path]:
 # -- real homeserver ------------------------------------------------------------------
 
 
+async def _started_stack(
+    kind: str,
+    name: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    pg_database: str | None,
+    **overrides: dict[str, object],
+) -> DevStack:
+    """A DevStack on SQLite or on its own PostgreSQL schema, started."""
+    workdir = tmp_path_factory.mktemp(f"{name}-{kind}")
+    if kind == "sqlite":
+        db_uri = f"sqlite:///{workdir / 'santeguard.db'}"
+    else:
+        if pg_database is None:
+            pytest.skip("PostgreSQL not available (set SANTEGUARD_REQUIRE_POSTGRES=1 to fail)")
+        schema = f"{name}_{secrets.token_hex(4)}"
+        conn = await asyncpg.connect(pg_database)
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        await conn.close()
+        db_uri = f"{pg_database}?search_path={schema}"
+    dev = DevStack(
+        workdir, db_uri=db_uri, admins=["@admin:santeguard.test"], config_overrides=overrides
+    )
+    await dev.start()
+    return dev
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 async def stack(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
     pg_database: str | None,
 ) -> AsyncIterator[DevStack]:
-    """A real Synapse with SantéGuard registered and gating it, once per database.
-
-    Tests isolate themselves by creating their own rooms and users.
-    """
-    workdir = tmp_path_factory.mktemp(f"stack-{request.param}")
-    if request.param == "sqlite":
-        db_uri = f"sqlite:///{workdir / 'santeguard.db'}"
-    else:
-        if pg_database is None:
-            pytest.skip("PostgreSQL not available (set SANTEGUARD_REQUIRE_POSTGRES=1 to fail)")
-        schema = f"stack_{secrets.token_hex(4)}"
-        conn = await asyncpg.connect(pg_database)
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-        await conn.close()
-        db_uri = f"{pg_database}?search_path={schema}"
-    # An open network (no protected rooms) for bot features; `gated_stack` enforces.
-    dev = DevStack(
-        workdir,
-        db_uri=db_uri,
-        admins=["@admin:santeguard.test"],
-        config_overrides={"gate": {"protect_by_default": False}},
+    """A real Synapse with SantéGuard registered, once per database, on an open network
+    (no protected rooms) for bot features; `gated_stack` enforces. Tests isolate
+    themselves by creating their own rooms and users."""
+    dev = await _started_stack(
+        request.param,
+        "stack",
+        tmp_path_factory,
+        pg_database,
+        gate={"protect_by_default": False},
     )
-    await dev.start()
     try:
         yield dev
     finally:
@@ -126,19 +139,7 @@ async def gated_stack(
     pg_database: str | None,
 ) -> AsyncIterator[DevStack]:
     """A protected network: every room protected and encrypted, members verified."""
-    workdir = tmp_path_factory.mktemp(f"gated-{request.param}")
-    if request.param == "sqlite":
-        db_uri = f"sqlite:///{workdir / 'santeguard.db'}"
-    else:
-        if pg_database is None:
-            pytest.skip("PostgreSQL not available (set SANTEGUARD_REQUIRE_POSTGRES=1 to fail)")
-        schema = f"gated_{secrets.token_hex(4)}"
-        conn = await asyncpg.connect(pg_database)
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-        await conn.close()
-        db_uri = f"{pg_database}?search_path={schema}"
-    dev = DevStack(workdir, db_uri=db_uri, admins=["@admin:santeguard.test"])
-    await dev.start()
+    dev = await _started_stack(request.param, "gated", tmp_path_factory, pg_database)
     try:
         yield dev
     finally:

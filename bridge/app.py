@@ -139,6 +139,13 @@ class SanteGuard:
         await self.rooms.set_language(room_id, lang)
         await self.audit.record("bot", "room.language", room_id=room_id, details={"language": lang})
 
+    async def _device_allowed(self, user_id: str, room_id: str) -> bool:
+        """Room keys go only to members the gate admits in that room (verified, allowed
+        server and profession): a member who got past the gate reads nothing new."""
+        if self.gatekeeper is None:
+            return False
+        return self.gatekeeper.member_decision(user_id, room_id).allow
+
     def _build_directory(self) -> DirectoryLookup:
         d = self.config.directory
         if d.source == "fhir":
@@ -223,6 +230,7 @@ class SanteGuard:
             give_up_seconds=cfg.encryption.give_up_seconds,
             sync_timeout_ms=cfg.encryption.sync_timeout_ms,
             verify_ssl=cfg.homeserver.verify_ssl,
+            device_allowed=self._device_allowed,
             on_undecryptable=UndecryptableNotifier(
                 Translator(), self.rooms, matrix, cfg.bot.language
             ),

@@ -121,7 +121,7 @@ async def test_refused_member_gets_no_room_key(
     mallory = await _peer(stack, "mallory", tmp_path)
     crypto = _crypto(stack)
 
-    async def not_mallory(user_id: str) -> bool:
+    async def not_mallory(user_id: str, room_id: str) -> bool:
         return user_id != mallory.user_id
 
     try:

@@ -310,3 +310,17 @@ async def _encrypted(client: SimpleClient, room: str) -> bool:
 async def _redacted(client: SimpleClient, room: str, event_id: str) -> bool:
     event = await client.request("GET", f"/rooms/{room}/event/{event_id}")
     return not event.get("content")
+
+
+async def test_room_keys_follow_the_gate_policy(gated_stack: DevStack) -> None:
+    """The bot's device shares a protected room's keys only with members the gate admits."""
+    sg = gated_stack.santeguard
+    assert sg is not None
+    doc_user, doc = await gated_stack.practitioner(uniq("doc"), doctor())
+    async with doc:
+        room = await protected_room(gated_stack, doc)
+        assert await sg._device_allowed(doc_user.user_id, room)
+        assert not await sg._device_allowed("@intrus:santeguard.test", room)
+        assert not await sg._device_allowed("@doc:elsewhere.example", room)
+        await sg.gate_store.unbind(doc_user.user_id)
+        assert not await sg._device_allowed(doc_user.user_id, room)

@@ -50,7 +50,8 @@ from .status import RoomEncryption, UndecryptableDevice
 
 log = logging.getLogger("santeguard.crypto")
 
-DeviceAllowed = Callable[[str], Awaitable[bool]]
+DeviceAllowed = Callable[[str, str], Awaitable[bool]]
+"""(user_id, room_id) -> may this member's devices get this room's keys?"""
 """Policy hook: may this user's devices receive the bot's room keys?"""
 
 UndecryptableNotice = Callable[[str, str, str], Awaitable[None]]
@@ -63,7 +64,7 @@ _MAX_UNDECRYPTABLE_PER_ROOM = 20
 _ROOM_WAIT_SECONDS = 10.0
 
 
-async def allow_all(user_id: str) -> bool:
+async def allow_all(user_id: str, room_id: str) -> bool:
     """Default policy until the verified-practitioner gate plugs in."""
     return True
 
@@ -591,7 +592,7 @@ class BotDevice:
         for user_id in list(room.users):
             if user_id == self.user_id:
                 continue  # the bot's other (stale) devices get nothing
-            ok = await self.device_allowed(user_id)
+            ok = await self.device_allowed(user_id, room.room_id)
             for device in client.device_store.active_user_devices(user_id):
                 blacklisted = client.olm.is_device_blacklisted(device)
                 if ok and blacklisted:

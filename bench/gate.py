@@ -5,15 +5,17 @@
    previous one), a mix of verified and unverified users joining a protected room,
    against a bare allow-all aiohttp callback server and against SantéGuard's real gate
    (SQLite, ``--directory`` verified users). Each server runs in its own process; the
-   load generator runs here. Latency is counted from the request's scheduled time, so
-   a stalled generator or server cannot hide queueing. A third, diagnostic target is
-   SantéGuard's HTTP server with an allow-all gate: the server's own cost without the
-   policy and its audit write.
+   load generator (a lean keep-alive HTTP/1.1 client, uvloop) runs here. Latency runs
+   from each actual send; the generator's lag behind its schedule is printed beside
+   it. Two diagnostic targets locate the cost: SantéGuard's HTTP server with an
+   allow-all gate, and the real gate policy with its audit write skipped.
 2. Synapse ``POST /join`` latency: a Synapse with no modules against a DevStack's
-   Synapse (synapse-http-antispam → SantéGuard's gate, plus the room module). In both,
-   a verified owner creates a public encrypted room (protected in the gated one) and
-   ``--joiners`` verified users join one after another, alternating between the two
-   homeservers.
+   Synapse (synapse-http-antispam → SantéGuard's gate, plus the room module, the
+   appservice and its bot). In each, a verified owner creates a public encrypted room
+   (protected in the gated one) and ``--joiners`` verified users join one after
+   another, the homeservers taking turns. Two more homeservers in the same rotation
+   locate the cost: Synapse with the antispam module calling a bare allow-all server
+   (the reference's ×1.09 case), and the same DevStack with an allow-all gate.
 3. Backstop join→kick latency: a DevStack whose Synapse asks the gate about messages
    only (``check_event_for_spam``), so unverified users get into a protected public
    room and only the appservice backstop removes them. Measured as the kick event's
@@ -46,7 +48,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
@@ -171,18 +173,49 @@ def _serve_allow_all(port: int, parent: int, ready: Any) -> None:
     asyncio.run(main())
 
 
+class _NoAudit:
+    """Diagnostic only: an audit port that writes nothing."""
+
+    async def record(
+        self,
+        actor: str,
+        action: str,
+        *,
+        room_id: str | None = None,
+        subject: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> str:
+        return ""
+
+
+class _LateGate:
+    """Forwards to a gate built once SantéGuard has started (the server keeps this one)."""
+
+    def __init__(self) -> None:
+        self.inner: Any = None
+
+    async def decide(self, callback: str, payload: dict[str, Any]) -> Any:
+        return await self.inner.decide(callback, payload)
+
+
 def _serve_santeguard(
     workdir: str,
     verified: list[str],
-    allow_all: bool,
+    variant: str,
     profile_path: str | None,
     port: int,
     parent: int,
     ready: Any,
 ) -> None:
-    """SantéGuard itself (SQLite), every room protected, ``verified`` bound."""
-    from bridge.app import SanteGuard
+    """SantéGuard itself (SQLite), every room protected, ``verified`` bound.
+
+    ``variant``: ``real`` (the Gatekeeper as deployed), ``allow-all`` (the same server
+    with an allow-all gate) or ``no-audit`` (the Gatekeeper's policy with an audit port
+    that writes nothing) — the last two only to locate the cost.
+    """
+    from bridge.app import SanteGuard, network_policy
     from bridge.services.gate import AllowAllGate
+    from bridge.services.gatekeeper import Gatekeeper
 
     # No homeserver here: silence the bot's registration retries.
     logging.getLogger("santeguard").setLevel(logging.ERROR)
@@ -197,8 +230,15 @@ def _serve_santeguard(
             encryption={"enabled": False, "store_path": f"{workdir}/crypto"},
             logging={"level": "ERROR"},
         )
-        app = SanteGuard(cfg, gate=AllowAllGate() if allow_all else None)
+        late = _LateGate()
+        gate: Any = {"real": None, "allow-all": AllowAllGate(), "no-audit": late}[variant]
+        app = SanteGuard(cfg, gate=gate)
         await app.start()
+        if variant == "no-audit":
+            assert app.matrix is not None
+            late.inner = Gatekeeper(
+                app.gate_store, network_policy(cfg), app.matrix, _NoAudit(), language="fr"
+            )
         await _bind_directory(app.gate_store, verified)
         profiler = cProfile.Profile() if profile_path else None
         ready.set()
@@ -217,9 +257,9 @@ def _serve_santeguard(
 
 @dataclass
 class LoadResult:
-    latencies_ms: list[float]
+    latencies_ms: list[float]  # from the moment each request is sent
+    lags_ms: list[float] = field(default_factory=list)  # send time minus scheduled time
     statuses: collections.Counter[str] = field(default_factory=collections.Counter)
-    late_sends: int = 0  # sends that left more than 1 ms after their scheduled time
     connections: int = 0
 
 
@@ -307,24 +347,25 @@ class _LoadClient:
 
 
 async def _open_loop(client: _LoadClient, bodies: Sequence[bytes], rate: float) -> LoadResult:
-    """Send ``bodies`` at ``rate`` per second, each on schedule; latency from schedule."""
+    """Send ``bodies`` at ``rate`` per second on a fixed schedule, never waiting for answers.
+
+    Latency runs from the actual send; how late the generator was against its schedule
+    is reported apart (``lags_ms``), so a generator that fell behind shows up rather
+    than hiding in (or inflating) the server's figures.
+    """
     result = LoadResult([])
     clock = time.perf_counter  # uvloop's loop.time() only has millisecond resolution
 
     async def one(due: float, body: bytes) -> None:
-        now = clock()
-        if now - due > 0.001:
-            result.late_sends += 1
-        # Late: count from the schedule (the wait is latency). Early (timers wake up to
-        # 1 ms ahead): count from the actual send.
-        origin = min(due, now)
+        sent = clock()
+        result.lags_ms.append(max(0.0, sent - due) * 1000)
         try:
             status = await client.post(body)
         except (OSError, TimeoutError) as e:
             result.statuses[type(e).__name__] += 1
             return
         result.statuses[str(status)] += 1
-        result.latencies_ms.append((clock() - origin) * 1000)
+        result.latencies_ms.append((clock() - sent) * 1000)
 
     tasks: list[asyncio.Task[None]] = []
     start = clock() + 0.01
@@ -394,8 +435,12 @@ def _start_server(ctx: Any, t: _Target) -> None:
     t.port = free_port()
     t.proc = ctx.Process(target=t.target, args=(*t.args, t.port, os.getpid(), ready), daemon=True)
     t.proc.start()
-    if not ready.wait(120):
-        raise RuntimeError(f"{t.name} did not start")
+    deadline = time.monotonic() + 120
+    while not ready.wait(0.2):
+        if not t.proc.is_alive():
+            raise RuntimeError(f"{t.name} exited during start-up ({t.proc.exitcode})")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{t.name} did not start")
 
 
 def _stop_process(proc: Any, grace: float = 30) -> None:
@@ -417,12 +462,17 @@ def bench_callbacks(args: argparse.Namespace, tmp: Path) -> list[str]:
         _Target(
             f"SantéGuard gate (SQLite, {args.directory:,} verified)",
             _serve_santeguard,
-            (str(tmp / "gate"), verified, False, gate_profile),
+            (str(tmp / "gate"), verified, "real", gate_profile),
         ),
         _Target(
-            "  diagnostic: SantéGuard server, allow-all gate",
+            "  diag: SantéGuard server, allow-all gate",
             _serve_santeguard,
-            (str(tmp / "gate-allow"), verified, True, None),
+            (str(tmp / "gate-allow"), verified, "allow-all", None),
+        ),
+        _Target(
+            "  diag: SantéGuard gate, audit write skipped",
+            _serve_santeguard,
+            (str(tmp / "gate-noaudit"), verified, "no-audit", None),
         ),
     ]
     for t in targets[1:]:
@@ -451,7 +501,7 @@ def bench_callbacks(args: argparse.Namespace, tmp: Path) -> list[str]:
         f"{args.seconds:g} s ({n:,} requests, 20 % unverified users, protected room), "
         f"median of {args.rounds} round(s)",
         f"{'target':<48} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'×p50':>6} {'×p99':>6}"
-        f"  statuses / late sends",
+        f"  statuses, generator lag p99 ms",
     ]
     base: tuple[float, float] | None = None
     for t in targets:
@@ -463,10 +513,10 @@ def bench_callbacks(args: argparse.Namespace, tmp: Path) -> list[str]:
         statuses: collections.Counter[str] = collections.Counter()
         for r in rs:
             statuses.update(r.statuses)
-        late = sum(r.late_sends for r in rs)
+        lag = statistics.median(Summary(r.lags_ms).p99 for r in rs)
         lines.append(
             f"{t.name:<48} {p50:>7.2f} {p99:>7.2f} {mx:>7.1f} {p50 / base[0]:>6.2f} "
-            f"{p99 / base[1]:>6.2f}  {dict(sorted(statuses.items()))} / {late}"
+            f"{p99 / base[1]:>6.2f}  {dict(sorted(statuses.items()))}, {lag:.1f}"
         )
     return lines
 
@@ -490,16 +540,22 @@ async def _host_stack_async(
     mode: str, workdir: Path, joiners: int, directory: int, parent: int, conn: Connection
 ) -> None:
     from bridge.devtools.stack import DevStack
+    from bridge.services.gate import AllowAllGate
 
     stop = asyncio.Event()
     _install_stop(asyncio.get_running_loop(), stop)
+    # SantéGuard starts before Synapse: its first bot registrations fail, as expected.
+    sg_log = logging.getLogger("santeguard")
+    sg_log.setLevel(logging.ERROR)
     stack = DevStack(
         workdir,
         db_uri=f"sqlite:///{workdir / 'santeguard.db'}",
         admins=[f"@admin:{SERVER}"],
-        antispam_callbacks=GATED_CALLBACKS if mode == "gated" else BACKSTOP_CALLBACKS,
+        gate=AllowAllGate() if mode == "gated-allow-all" else None,
+        antispam_callbacks=BACKSTOP_CALLBACKS if mode == "backstop" else GATED_CALLBACKS,
     )
     await stack.start()
+    sg_log.setLevel(logging.WARNING)
     try:
         assert stack.santeguard is not None
         await _bind_directory(
@@ -508,7 +564,7 @@ async def _host_stack_async(
         owner, owner_client = await stack.practitioner("owner", _practitioner(90_000))
         users: list[tuple[str, str]] = []
         for i in range(joiners):
-            if mode == "gated":
+            if mode != "backstop":
                 user, client = await stack.practitioner(f"joiner{i}", _practitioner(91_000 + i))
             else:
                 user, client = await stack.user(f"anon{i}")
@@ -569,20 +625,37 @@ async def _host_info(host: _Host, timeout: float = 300) -> dict[str, Any]:
     return info
 
 
-async def _plain_synapse(workdir: Path, joiners: int) -> tuple[Any, dict[str, Any]]:
-    """A Synapse with no modules and no appservice; same users and room shape."""
+async def _plain_synapse(
+    workdir: Path, joiners: int, callback_port: int | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """A Synapse with no appservice, and no module unless ``callback_port`` is given
+    (then synapse-http-antispam, same callbacks as the gated stack, calling the
+    allow-all server there). Same users and room shape as the gated stack."""
     from bridge.devtools.client import SimpleClient
-    from bridge.devtools.synapse import LocalSynapse
+    from bridge.devtools.synapse import AntispamModule, LocalSynapse
 
-    synapse = LocalSynapse(workdir, server_name=SERVER)
+    antispam = None
+    if callback_port is not None:
+        antispam = AntispamModule(
+            base_url=f"http://127.0.0.1:{callback_port}{GATE_PATH}",
+            token=GATE_TOKEN,
+            callbacks=GATED_CALLBACKS,
+        )
+    synapse = LocalSynapse(workdir, server_name=SERVER, antispam=antispam)
     await synapse.start()
-    owner = await synapse.register_user("owner")
-    users = []
-    for i in range(joiners):
-        user = await synapse.register_user(f"joiner{i}")
-        users.append((user.user_id, user.access_token))
-    async with SimpleClient(synapse.base_url, owner.user_id, owner.access_token) as client:
-        room = await client.create_room(preset="public_chat", initial_state=ENCRYPTED, name="bench")
+    try:
+        owner = await synapse.register_user("owner")
+        users = []
+        for i in range(joiners):
+            user = await synapse.register_user(f"joiner{i}")
+            users.append((user.user_id, user.access_token))
+        async with SimpleClient(synapse.base_url, owner.user_id, owner.access_token) as client:
+            room = await client.create_room(
+                preset="public_chat", initial_state=ENCRYPTED, name="bench"
+            )
+    except BaseException:
+        await synapse.stop()
+        raise
     return synapse, {"base_url": synapse.base_url, "room": room, "users": users}
 
 
@@ -597,37 +670,61 @@ async def _timed_join(session: aiohttp.ClientSession, info: dict[str, Any], i: i
     return (time.perf_counter() - t0) * 1000
 
 
+JOIN_ROWS = (
+    ("plain", "Synapse, no module"),
+    ("module", "Synapse + antispam module → allow-all server"),
+    ("gated", "Synapse + antispam → SantéGuard gate + room mod."),
+    ("stack-allow", "  diag: same stack, SantéGuard allow-all gate"),
+)
+
+
 async def _bench_joins_async(args: argparse.Namespace, tmp: Path) -> list[str]:
     total = args.joiners + args.join_warmup
-    host = _spawn_host("gated", tmp / "gated", total, args.directory)
-    plain = None
+    hosts = {
+        "gated": _spawn_host("gated", tmp / "gated", total, args.directory),
+        "stack-allow": _spawn_host("gated-allow-all", tmp / "stack-allow", total, args.directory),
+    }
+    callback = _Target("allow-all callback server", _serve_allow_all, ())
+    synapses: list[Any] = []
     try:
-        plain, plain_info = await _plain_synapse(tmp / "plain", total)
-        gated_info = await _host_info(host)
-        lat: dict[str, list[float]] = {"plain": [], "gated": []}
+        _start_server(mp.get_context("spawn"), callback)
+        infos: dict[str, dict[str, Any]] = {}
+        for key, port in (("plain", None), ("module", callback.port)):
+            synapse, infos[key] = await _plain_synapse(tmp / key, total, port)
+            synapses.append(synapse)
+        for key, host in hosts.items():
+            infos[key] = await _host_info(host)
+        lat: dict[str, list[float]] = {key: [] for key, _ in JOIN_ROWS}
+        keys = [key for key, _ in JOIN_ROWS]
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             for i in range(total):
-                # Alternate which homeserver goes first; let background work settle between.
-                order = [("plain", plain_info), ("gated", gated_info)]
-                for name, info in order if i % 2 == 0 else reversed(order):
-                    ms = await _timed_join(session, info, i)
+                # Rotate which homeserver goes first; let background work settle between.
+                for key in keys[i % len(keys) :] + keys[: i % len(keys)]:
+                    ms = await _timed_join(session, infos[key], i)
                     if i >= args.join_warmup:
-                        lat[name].append(ms)
+                        lat[key].append(ms)
                     await asyncio.sleep(args.join_gap)
     finally:
-        _stop_process(host.proc)
-        if plain is not None:
-            await plain.stop()
-    p, g = Summary(lat["plain"]), Summary(lat["gated"])
-    return [
+        for host in hosts.values():
+            _stop_process(host.proc)
+        _stop_process(callback.proc)
+        for synapse in synapses:
+            await synapse.stop()
+    base = Summary(lat["plain"])
+    lines = [
         f"2. Synapse POST /join, {args.joiners} verified users one after another "
-        f"(after {args.join_warmup} warm-up joins), public encrypted room, interleaved",
+        f"(after {args.join_warmup} warm-up joins), public encrypted room, homeservers "
+        f"interleaved, {args.join_gap * 1000:.0f} ms pause between joins",
         f"{'homeserver':<48} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'×p50':>6} {'×p99':>6}",
-        f"{'Synapse, no module':<48} {p.p50:>7.2f} {p.p99:>7.2f} {p.max:>7.1f} {1:>6.2f} {1:>6.2f}",
-        f"{'Synapse + http-antispam → SantéGuard + room module':<48} {g.p50:>7.2f} "
-        f"{g.p99:>7.2f} {g.max:>7.1f} {g.p50 / p.p50:>6.2f} {g.p99 / p.p99:>6.2f}",
     ]
+    for key, label in JOIN_ROWS:
+        s = Summary(lat[key])
+        lines.append(
+            f"{label:<48} {s.p50:>7.2f} {s.p99:>7.2f} {s.max:>7.1f} "
+            f"{s.p50 / base.p50:>6.2f} {s.p99 / base.p99:>6.2f}"
+        )
+    return lines
 
 
 async def _room_events(
@@ -739,24 +836,22 @@ def main() -> int:
     try:
         for part in parts:
             t0 = time.monotonic()
+            load = os.getloadavg()[0]
             if part == "callbacks":
                 lines = bench_callbacks(args, tmp / f"cb{next(_serial)}")
             elif part == "joins":
-                lines = _run(_bench_joins_async(args, tmp / f"joins{next(_serial)}"))
+                lines = asyncio.run(_bench_joins_async(args, tmp / f"joins{next(_serial)}"))
             else:
-                lines = _run(_bench_backstop_async(args, tmp / f"backstop{next(_serial)}"))
-            print("\n".join(lines) + f"\n   ({time.monotonic() - t0:.0f} s)\n", flush=True)
+                lines = asyncio.run(_bench_backstop_async(args, tmp / f"backstop{next(_serial)}"))
+            print(
+                "\n".join(lines) + f"\n   ({time.monotonic() - t0:.0f} s; load average "
+                f"{load:.2f} before, {os.getloadavg()[0]:.2f} after)\n",
+                flush=True,
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"total {time.monotonic() - started:.0f} s")
     return 0
-
-
-def _run(coro: Awaitable[list[str]]) -> list[str]:
-    async def wrapper() -> list[str]:
-        return await coro
-
-    return asyncio.run(wrapper())
 
 
 if __name__ == "__main__":

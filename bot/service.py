@@ -44,13 +44,15 @@ class CommandService:
 
     def looks_like_command(self, content: dict[str, Any]) -> bool:
         """Cheap filter run on every message: text, not an edit, starts with the prefix."""
+        body = content.get("body")
+        if not isinstance(body, str) or (
+            self._dispatcher.prefix not in body  # the common case: no command at all
+        ):
+            return False
         if content.get("msgtype") != "m.text":
             return False
         relates = content.get("m.relates_to")
         if isinstance(relates, dict) and relates.get("rel_type") == "m.replace":
-            return False
-        body = content.get("body")
-        if not isinstance(body, str):
             return False
         first = body.lstrip()
         if first.startswith("> "):  # reply fallback: the command follows the quote

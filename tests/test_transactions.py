@@ -168,6 +168,9 @@ async def test_poisoned_event_is_marked_failed_and_room_moves_on(
     assert (row["room_id"], row["event_type"], row["attempts"]) == ("!r:x", "m.room.message", 3)
     assert "poisoned" in row["last_error"]
     assert await app.queue.failed_count() == 1
+    metrics = app.metrics.render().decode()
+    assert 'santeguard_events_handled_total{outcome="done"} 3.0' in metrics
+    assert 'santeguard_events_handled_total{outcome="failed"} 1.0' in metrics
     # The transaction still completes: the dead letter is its record of that event.
     assert await app.db.fetchval("SELECT status FROM txn WHERE txn_id = 'poison'") == "done"
 

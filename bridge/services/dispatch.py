@@ -214,10 +214,10 @@ class Dispatcher:
                 # A slice of up to SLICE events per semaphore hold, then yield, so the
                 # intake (acks) and other rooms get the loop between slices.
                 async with self._sem:
-                    n = 0
+                    n = done = 0
                     while queue and n < SLICE:
                         item = queue[0]
-                        await self._handle_with_retries(item)
+                        done += await self._handle_with_retries(item)
                         queue.popleft()
                         n += 1
                         item.progress.remaining -= 1
@@ -225,6 +225,7 @@ class Dispatcher:
                             self._done.append(item.txn_seq)
                     self._in_memory -= n
                     self._metrics.queue_depth.set(self._in_memory)
+                    self._count_done.inc(done)
                 await asyncio.sleep(0)
         finally:
             self._workers.pop(room_id, None)
@@ -232,7 +233,8 @@ class Dispatcher:
                 self._rooms.pop(room_id, None)
             self._update_idle()
 
-    async def _handle_with_retries(self, item: _Item) -> None:
+    async def _handle_with_retries(self, item: _Item) -> bool:
+        """Handle one event; True once done, False if it went to the dead letters."""
         ev = item.event
         attempts = 0
         outage = 0
@@ -268,14 +270,13 @@ class Dispatcher:
                 if final:
                     await self._dead_letter(item, attempts, f"{type(e).__name__}: {e}")
                     self._count_failed.inc()
-                    return
+                    return False
                 self._count_retry.inc()
                 await asyncio.sleep(self._retry_base * 2 ** (attempts - 1))
                 continue
             if acted or attempts or outage:
                 self._metrics.handler_latency.observe(time.perf_counter() - start)
-            self._count_done.inc()
-            return
+            return True  # counted as done once per slice
 
     async def _dead_letter(self, item: _Item, attempts: int, error: str) -> None:
         while True:

@@ -53,5 +53,9 @@ bench: $(STAMP) postgres
 bench-directory: $(STAMP) postgres
 	$(BIN)/python -m bench.extract_import
 
+.PHONY: bench-gate
+bench-gate: $(STAMP)
+	$(BIN)/python -m bench.gate
+
 clean:
 	rm -rf $(VENV) demo-data .mypy_cache .ruff_cache .pytest_cache

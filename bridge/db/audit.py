@@ -58,11 +58,29 @@ class ChainCheck:
 
 
 class AuditLog:
-    """Appends are serialised (one chain), reads are free."""
+    """Appends are chained in memory and committed in groups; reads are free.
+
+    The gate records a decision on the path of a homeserver request, so records are
+    *group-committed*: each ``record`` computes its hash on the in-memory chain head,
+    joins the pending batch, and returns once the batch holding it is committed. Under
+    load many decisions share one commit; alone, a decision waits for one commit. No
+    caller is told "recorded" before its entry is durable. If a commit fails, the chain
+    head is reloaded from the database and every waiter of that batch gets the error.
+    """
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._lock = asyncio.Lock()
+        self._head: str | None = None
+        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[None]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def _chain_head(self) -> str:
+        if self._head is None:
+            prev = await self.db.fetchval("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            # Another record may have set the head while we were reading.
+            if self._head is None:
+                self._head = str(prev) if prev else GENESIS
+        return self._head
 
     async def record(
         self,
@@ -75,23 +93,40 @@ class AuditLog:
     ) -> str:
         details_json = json.dumps(details or {}, ensure_ascii=False, sort_keys=True)
         ts = int(time.time() * 1000)
-        async with self._lock, write_transaction(self.db) as conn:
-            prev = await conn.fetchval("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            prev_hash = str(prev) if prev else GENESIS
-            digest = entry_hash(prev_hash, ts, actor, action, room_id, subject, details_json)
-            await conn.execute(
-                "INSERT INTO audit_log (ts, actor, action, room_id, subject, details, "
-                "prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                ts,
-                actor,
-                action,
-                room_id,
-                subject,
-                details_json,
-                prev_hash,
-                digest,
-            )
+        prev_hash = await self._chain_head()
+        prev_hash = self._head or prev_hash  # the head after any concurrent appends
+        digest = entry_hash(prev_hash, ts, actor, action, room_id, subject, details_json)
+        self._head = digest
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        row = (ts, actor, action, room_id, subject, details_json, prev_hash, digest)
+        self._pending.append((row, done))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush(), name="santeguard-audit")
+        await asyncio.shield(done)
         return digest
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                async with write_transaction(self.db) as conn:
+                    await conn.executemany(
+                        "INSERT INTO audit_log (ts, actor, action, room_id, subject, details, "
+                        "prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                        [row for row, _ in batch],
+                    )
+            except Exception as e:
+                # Entries appended after this batch chained onto lost hashes: fail them too.
+                failed = batch + self._pending
+                self._pending = []
+                self._head = None
+                for _, fut in failed:
+                    if not fut.done():
+                        fut.set_exception(e)
+                return
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_result(None)
 
     async def recent(self, limit: int = 20, room_id: str | None = None) -> list[AuditEntry]:
         if room_id:

@@ -120,7 +120,7 @@ class Gatekeeper:
         """A login through Pro Santé Connect verifies the account at once."""
         provider = str(payload.get("auth_provider_id") or "")
         if self._psc is not None and provider.startswith("oidc-"):
-            await self._psc.try_verify(str(payload.get("user_id", "")))
+            await self._psc.try_verify(str(payload.get("user_id", "")), at_login=True)
 
     def _decide(
         self, callback: str, payload: dict[str, Any]

@@ -11,6 +11,7 @@ meets them. A directory or homeserver that cannot answer binds nobody.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -38,7 +39,13 @@ class PscVerifier:
         *,
         verification_days: int,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        miss_ttl_seconds: float = 60.0,
     ) -> None:
+        # Accounts without a usable PSC identity, so that refusing them again (the gate
+        # is on the path of every invite and join) does not cost an admin API call each
+        # time. Per instance; an account that logs in through PSC is retried at login.
+        self._misses: dict[str, float] = {}
+        self._miss_ttl = miss_ttl_seconds
         self._read = read_idnps
         self._directory = directory
         self._store = store
@@ -46,10 +53,25 @@ class PscVerifier:
         self._ttl = timedelta(days=verification_days)
         self._clock = clock
 
-    async def try_verify(self, user_id: str) -> Verification | None:
+    async def try_verify(
+        self, user_id: str, *, at_login: bool = False
+    ) -> Verification | None:
         """Bind ``user_id`` from its PSC identity if it has one and the directory agrees."""
         if self._store.verification(user_id) is not None:
             return self._store.verification(user_id)
+        now = time.monotonic()
+        if not at_login and self._misses.get(user_id, 0.0) > now:
+            return None
+        result = await self._try(user_id)
+        if result is None:
+            if len(self._misses) > 10_000:
+                self._misses = {u: t for u, t in self._misses.items() if t > now}
+            self._misses[user_id] = now + self._miss_ttl
+        else:
+            self._misses.pop(user_id, None)
+        return result
+
+    async def _try(self, user_id: str) -> Verification | None:
         try:
             idnps = await self._read(user_id)
             if idnps is None:

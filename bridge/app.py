@@ -257,6 +257,7 @@ class SanteGuard:
         cfg = self.config
         await self.db.start()
         await self.queue.open()
+        self.audit.use_writer(self.queue.writer)
         await self.gate_store.load()
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=True if cfg.homeserver.verify_ssl else False),

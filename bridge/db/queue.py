@@ -59,6 +59,11 @@ class EventQueueStore:
         if self.db.scheme == Scheme.SQLITE:
             self._writer = SQLiteWriter(self.db.url.path, self._sqlite_synchronous)
 
+    @property
+    def writer(self) -> SQLiteWriter | None:
+        """The dedicated SQLite writer (None on PostgreSQL), shared with the audit log."""
+        return self._writer
+
     async def checkpoint(self) -> None:
         """SQLite: copy the WAL back into the database off the ack path (no-op on PostgreSQL)."""
         if self._writer is not None:

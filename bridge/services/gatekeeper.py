@@ -100,11 +100,9 @@ class Gatekeeper:
         if decision is None:
             return GateDecision.allowed()
         if decision.allow:
-            if callback in ("user_may_invite", "user_may_join_room") and room_id:
-                if self.is_protected(room_id) and not self._network.exempt(subject):
-                    await self._audit.record(
-                        "gate", f"gate.allowed.{callback}", room_id=room_id, subject=subject
-                    )
+            # Admissions are audited when the membership event arrives (on_member): only
+            # an admission that took effect is a fact worth recording, and it keeps the
+            # audit commit off the homeserver's path for the common case.
             return GateDecision.allowed()
         await self._audit.record(
             "gate",
@@ -199,7 +197,17 @@ class Gatekeeper:
             return False
         decision = self.member_decision(user_id, room_id)
         if decision.allow:
-            return False
+            previous = (event.get("unsigned") or {}).get("prev_content") or {}
+            if (
+                previous.get("membership") != membership
+                and self.is_protected(room_id)
+                and not self._network.exempt(user_id)
+            ):
+                await self._audit.record(
+                    "gate", f"member.admitted.{membership}", room_id=room_id, subject=user_id,
+                    details={"event_id": str(event.get("event_id"))},
+                )
+            return True
         await self.remove(room_id, user_id, decision, trigger=str(event.get("event_id")))
         return True
 

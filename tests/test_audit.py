@@ -13,8 +13,12 @@ from bridge.db.audit import AuditLog
 async def test_concurrent_records_form_one_valid_chain(db: Database) -> None:
     log = AuditLog(db)
     hashes = await asyncio.gather(
-        *(log.record("gate", "gate.allowed", room_id=f"!r{i % 3}:x", subject=f"@u{i}:x",
-                     details={"n": i}) for i in range(200))
+        *(
+            log.record(
+                "gate", "gate.allowed", room_id=f"!r{i % 3}:x", subject=f"@u{i}:x", details={"n": i}
+            )
+            for i in range(200)
+        )
     )
     assert len(set(hashes)) == 200
     check = await log.verify()

@@ -204,7 +204,10 @@ class Gatekeeper:
                 and not self._network.exempt(user_id)
             ):
                 await self._audit.record(
-                    "gate", f"member.admitted.{membership}", room_id=room_id, subject=user_id,
+                    "gate",
+                    f"member.admitted.{membership}",
+                    room_id=room_id,
+                    subject=user_id,
                     details={"event_id": str(event.get("event_id"))},
                 )
             return True

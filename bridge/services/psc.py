@@ -53,9 +53,7 @@ class PscVerifier:
         self._ttl = timedelta(days=verification_days)
         self._clock = clock
 
-    async def try_verify(
-        self, user_id: str, *, at_login: bool = False
-    ) -> Verification | None:
+    async def try_verify(self, user_id: str, *, at_login: bool = False) -> Verification | None:
         """Bind ``user_id`` from its PSC identity if it has one and the directory agrees."""
         if self._store.verification(user_id) is not None:
             return self._store.verification(user_id)

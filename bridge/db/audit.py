@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -88,20 +87,7 @@ class AuditLog:
 
     async def _insert(self, rows: list[tuple[Any, ...]]) -> None:
         if self._writer is not None:
-            sql = _INSERT.replace("$1", "?").replace("$2", "?").replace("$3", "?")
-            sql = sql.replace("$4", "?").replace("$5", "?").replace("$6", "?")
-            sql = sql.replace("$7", "?").replace("$8", "?")
-
-            def write(c: sqlite3.Connection) -> None:
-                c.execute("BEGIN IMMEDIATE")
-                try:
-                    c.executemany(sql, rows)
-                except BaseException:
-                    c.execute("ROLLBACK")
-                    raise
-                c.execute("COMMIT")
-
-            await self._writer.run(write)
+            await self._writer.executemany(_INSERT, rows)
             return
         async with write_transaction(self.db) as conn:
             await conn.executemany(_INSERT, rows)

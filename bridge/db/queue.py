@@ -9,7 +9,6 @@ once all its events are handled, so a crash at any point loses nothing and a rep
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -107,18 +106,7 @@ class EventQueueStore:
         now = _now_ms()
         rows = [(now, seq) for seq in seqs]
         if self._writer is not None:
-            sql = _MARK_DONE.format("?", "?")
-
-            def write(c: sqlite3.Connection) -> None:
-                c.execute("BEGIN")
-                try:
-                    c.executemany(sql, rows)
-                except BaseException:
-                    c.execute("ROLLBACK")
-                    raise
-                c.execute("COMMIT")
-
-            await self._writer.run(write)
+            await self._writer.executemany(_MARK_DONE.format("$1", "$2"), rows)
             return
         async with self.db.acquire() as conn, conn.transaction():  # type: ignore[var-annotated]
             await conn.executemany(_MARK_DONE.format("$1", "$2"), rows)

@@ -21,11 +21,12 @@ Calls are serialised (FIFO) either way.
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 BUSY_TIMEOUT_S = 5.0
@@ -60,6 +61,21 @@ class SQLiteWriter:
                         raise
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._executor, self._retry_busy, fn)
+
+    async def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """Run ``sql`` (with ``$n`` or ``?`` placeholders) for every row, in one commit."""
+        query = re.sub(r"\$\d+", "?", sql)
+
+        def write(c: sqlite3.Connection) -> None:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.executemany(query, rows)
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            c.execute("COMMIT")
+
+        await self.run(write)
 
     def _retry_busy(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """In the worker thread: retry while another connection holds the lock (5 s max)."""

@@ -369,8 +369,6 @@ class SanteGuard:
 
     async def _check_new_import(self) -> None:
         """A new directory extract import (from the CLI) triggers a re-verification."""
-        if not await self.db.table_exists("directory_import"):
-            return
         current = await self.db.fetchval("SELECT id FROM directory_import WHERE is_current")
         if current is None:
             return

@@ -13,6 +13,17 @@ from bridge.devtools.stack import DevStack
 pytestmark = pytest.mark.synapse
 
 
+def _bot_joined(stack: DevStack) -> Any:
+    def match(ev: dict[str, Any]) -> bool:
+        return (
+            ev.get("type") == "m.room.member"
+            and ev.get("state_key") == stack.bot_mxid
+            and ev.get("content", {}).get("membership") == "join"
+        )
+
+    return match
+
+
 def _notice_from(bot: str, fragment: str = "") -> Any:
     def match(ev: dict[str, Any]) -> bool:
         content = ev.get("content", {})
@@ -29,14 +40,7 @@ async def test_bot_joins_and_answers_ping_and_status(stack: DevStack) -> None:
     _, alice = await stack.user(f"alice{time.monotonic_ns()}")
     async with alice:
         room = await alice.create_room(invite=(stack.bot_mxid,), name="Concertation")
-        await alice.wait_for_event(
-            room,
-            lambda ev: (
-                ev.get("type") == "m.room.member"
-                and ev.get("state_key") == stack.bot_mxid
-                and ev["content"].get("membership") == "join"
-            ),
-        )
+        await alice.wait_for_event(room, _bot_joined(stack))
         await alice.send_text(room, "!sg ping")
         pong = await alice.wait_for_event(room, _notice_from(stack.bot_mxid, "ms"))
         assert pong["content"]["body"].lower().startswith("pong")
@@ -50,10 +54,7 @@ async def test_help_in_english_after_language_switch(stack: DevStack) -> None:
     _, bob = await stack.user(f"bob{time.monotonic_ns()}")
     async with bob:
         room = await bob.create_room(invite=(stack.bot_mxid,))
-        await bob.wait_for_event(
-            room,
-            lambda ev: ev.get("type") == "m.room.member" and ev.get("state_key") == stack.bot_mxid,
-        )
+        await bob.wait_for_event(room, _bot_joined(stack))
         await bob.send_text(room, "!sg help")
         fr = await bob.wait_for_event(room, _notice_from(stack.bot_mxid, "ping"))
         await bob.send_text(room, "!sg language en")  # bob created the room: room admin
@@ -69,14 +70,7 @@ async def test_permission_denied_for_plain_member(stack: DevStack) -> None:
     async with carol, dave:
         room = await carol.create_room(invite=(stack.bot_mxid, dave_user.user_id))
         await dave.join(room)
-        await carol.wait_for_event(
-            room,
-            lambda ev: (
-                ev.get("type") == "m.room.member"
-                and ev.get("state_key") == stack.bot_mxid
-                and ev["content"].get("membership") == "join"
-            ),
-        )
+        await carol.wait_for_event(room, _bot_joined(stack))
         await dave.send_text(room, "!sg language en")
         denied = await dave.wait_for_event(room, _notice_from(stack.bot_mxid))
         assert "!sg language" in denied["content"]["body"]
@@ -88,14 +82,7 @@ async def test_replayed_command_is_not_answered_twice(stack: DevStack) -> None:
     _, erin = await stack.user(f"erin{time.monotonic_ns()}")
     async with erin:
         room = await erin.create_room(invite=(stack.bot_mxid,))
-        await erin.wait_for_event(
-            room,
-            lambda ev: (
-                ev.get("type") == "m.room.member"
-                and ev.get("state_key") == stack.bot_mxid
-                and ev["content"].get("membership") == "join"
-            ),
-        )
+        await erin.wait_for_event(room, _bot_joined(stack))
         event_id = await erin.send_text(room, "!sg ping")
         await erin.wait_for_event(room, _notice_from(stack.bot_mxid, "ms"))
         sg = stack.santeguard

@@ -26,9 +26,9 @@ from pathlib import Path
 import asyncpg
 from mautrix.util.async_db import Database
 
-from bridge.adapters.directory.extract import ExtractDirectory, ImportReport, import_extract
 from bridge.db import build_upgrade_table
-from bridge.policy.identifiers import luhn_key
+from bridge.identity.identifiers import luhn_key
+from bridge.identity.sources.extract import ExtractDirectory, ImportReport, import_extract
 
 HEADER = (
     "Type d'identifiant PP|Identifiant PP|Identification nationale PP|Code civilité d'exercice|"

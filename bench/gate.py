@@ -77,7 +77,7 @@ T = TypeVar("T")
 
 
 def _practitioner(n: int) -> Any:
-    from bridge.policy.directory import Practitioner
+    from bridge.identity.model import Practitioner
 
     return Practitioner(
         idnps=f"8108888{n:05d}",
@@ -96,7 +96,7 @@ def _practitioner(n: int) -> Any:
 
 async def _bind_directory(store: Any, user_ids: Sequence[str]) -> None:
     """Bind verified practitioners to these users, as ``!sg verify`` would."""
-    from bridge.policy.directory import Verification
+    from bridge.identity.model import Verification
 
     now = datetime.now(UTC)
     for n, user_id in enumerate(user_ids):
@@ -214,8 +214,8 @@ def _serve_santeguard(
     that writes nothing) — the last two only to locate the cost.
     """
     from bridge.app import SanteGuard, network_policy
-    from bridge.services.gate import AllowAllGate
-    from bridge.services.gatekeeper import Gatekeeper
+    from bridge.gate.decision import AllowAllGate
+    from bridge.gate.gatekeeper import Gatekeeper
 
     # No homeserver here: silence the bot's registration retries.
     logging.getLogger("santeguard").setLevel(logging.ERROR)
@@ -541,7 +541,7 @@ async def _host_stack_async(
     mode: str, workdir: Path, joiners: int, directory: int, parent: int, conn: Connection
 ) -> None:
     from bridge.devtools.stack import DevStack
-    from bridge.services.gate import AllowAllGate
+    from bridge.gate.decision import AllowAllGate
 
     stop = asyncio.Event()
     _install_stop(asyncio.get_running_loop(), stop)

@@ -16,7 +16,7 @@ from bot.commands import CommandError, CommandRegistry, RegisteredCommand
 from bot.context import BotServices, CommandContext, Reply, resolve_language
 from bot.i18n import DEFAULT_LANGUAGE, Lang, Translator
 from bot.parser import DEFAULT_PREFIX, ArgumentError, bind_arguments, parse_invocation
-from bridge.services.errors import TransientError
+from bridge.core.errors import TransientError
 
 
 class CommandDispatcher:

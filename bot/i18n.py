@@ -167,7 +167,7 @@ _FR: Final[Catalog] = MappingProxyType(
         "language.changed": "Langue du bot dans ce salon : {language}.",
         "language.name.fr": "français",
         "language.name.en": "anglais",
-        # End-to-end encryption (bot/encryption_commands.py)
+        # End-to-end encryption (bridge/e2ee/commands.py)
         "help.description.encryption": (
             "Indique si ce salon est chiffré de bout en bout, avec quel algorithme, et de "
             "quels appareils le bot n'a pas pu déchiffrer les messages."

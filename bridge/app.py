@@ -22,35 +22,34 @@ from mautrix.util.async_db import Database
 from bot.builtin import BuiltinCommands
 from bot.commands import CommandRegistry
 from bot.dispatcher import CommandDispatcher
-from bot.encryption_commands import EncryptionCommands, UndecryptableNotifier
-from bot.gate_commands import CATALOG as GATE_CATALOG
-from bot.gate_commands import GateCommands
 from bot.i18n import Lang, Translator
-from bot.service import CommandService
-
-from . import __version__
-from .adapters.directory.extract import ExtractDirectory
-from .adapters.directory.fhir import FhirDirectory
-from .adapters.directory.psc import psc_idnps
-from .config import Config, ConfigError
-from .crypto.device import BotDevice
-from .db import build_upgrade_table
-from .db.audit import AuditLog
-from .db.command_log import CommandLog
-from .db.gate_store import GateStore
-from .db.queue import EventQueueStore
-from .db.room import RoomStore
-from .matrix.client import MatrixClient
-from .matrix.server import AppserviceServer
-from .metrics import Metrics
-from .policy.directory import DirectoryLookup
-from .policy.gate import NetworkPolicy
-from .services.dispatch import Dispatcher
-from .services.gate import AllowAllGate, Gate
-from .services.gatekeeper import Gatekeeper
-from .services.psc import PscVerifier
-from .services.reverify import Reverifier
-from .services.router import EventRouter, MessageHandler
+from bridge import __version__
+from bridge.audit.log import AuditLog
+from bridge.commands.log import CommandLog
+from bridge.commands.rooms import RoomStore
+from bridge.commands.service import CommandService
+from bridge.config import Config, ConfigError
+from bridge.db import build_upgrade_table
+from bridge.e2ee.commands import EncryptionCommands, UndecryptableNotifier
+from bridge.e2ee.device import BotDevice
+from bridge.gate.commands import CATALOG as GATE_CATALOG
+from bridge.gate.commands import GateCommands
+from bridge.gate.decision import AllowAllGate, Gate
+from bridge.gate.gatekeeper import Gatekeeper
+from bridge.gate.policy import NetworkPolicy
+from bridge.gate.store import GateStore
+from bridge.identity.model import DirectoryLookup
+from bridge.identity.psc import PscVerifier
+from bridge.identity.reverify import Reverifier
+from bridge.identity.sources.extract import ExtractDirectory
+from bridge.identity.sources.fhir import FhirDirectory
+from bridge.identity.sources.psc import psc_idnps
+from bridge.matrix.client import MatrixClient
+from bridge.ops.metrics import Metrics
+from bridge.spine.dispatch import Dispatcher
+from bridge.spine.http import AppserviceServer
+from bridge.spine.queue import EventQueueStore
+from bridge.spine.routes import EventRouter, MessageHandler
 
 log = logging.getLogger("santeguard")
 

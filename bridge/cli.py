@@ -11,9 +11,9 @@ from pathlib import Path
 
 import yaml
 
-from . import __version__
-from .config import ConfigError, load_config, read_raw_config
-from .registration import build_registration, generate_tokens
+from bridge import __version__
+from bridge.config import ConfigError, load_config, read_raw_config
+from bridge.registration import build_registration, generate_tokens
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -132,8 +132,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .app import SanteGuard
-    from .log import setup_logging
+    from bridge.app import SanteGuard
+    from bridge.ops.log import setup_logging
 
     try:
         cfg = load_config(args.config)
@@ -159,7 +159,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_homeserver(args: argparse.Namespace) -> int:
-    from .homeserver_check import check_homeserver, render
+    from bridge.homeserver_check import check_homeserver, render
 
     try:
         hs = yaml.safe_load(Path(args.homeserver_config).read_text(encoding="utf-8")) or {}
@@ -174,9 +174,9 @@ def cmd_check_homeserver(args: argparse.Namespace) -> int:
 def cmd_directory(args: argparse.Namespace) -> int:
     from mautrix.util.async_db import Database
 
-    from .adapters.directory.extract import import_extract
-    from .app import sqlite_db_args
-    from .db import build_upgrade_table
+    from bridge.app import sqlite_db_args
+    from bridge.db import build_upgrade_table
+    from bridge.identity.sources.extract import import_extract
 
     try:
         cfg = load_config(args.config)

@@ -20,7 +20,7 @@ MESSAGES = {
         "antispam": "module synapse_http_antispam.HTTPAntispam",
         "callbacks": "enabled_callbacks listés explicitement et contenant {cbs}",
         "fail_closed": "callbacks fermés en cas de panne (fail_open: false)",
-        "room_rules": "module bridge.synapse_module.SanteGuardRoomRules (création de salons)",
+        "room_rules": "module bridge.gate.synapse_module.SanteGuardRoomRules (création de salons)",
         "msc": "experimental_features msc2409_to_device_messages_enabled et "
         "msc3202_transaction_extensions",
         "ok": "OK",
@@ -33,7 +33,7 @@ MESSAGES = {
         "antispam": "synapse_http_antispam.HTTPAntispam module",
         "callbacks": "enabled_callbacks listed explicitly and containing {cbs}",
         "fail_closed": "callbacks fail closed (fail_open: false)",
-        "room_rules": "bridge.synapse_module.SanteGuardRoomRules module (room creation)",
+        "room_rules": "bridge.gate.synapse_module.SanteGuardRoomRules module (room creation)",
         "msc": "experimental_features msc2409_to_device_messages_enabled and "
         "msc3202_transaction_extensions",
         "ok": "OK",
@@ -86,7 +86,8 @@ def check_homeserver(config: dict[str, Any], registration: Path | None) -> list[
     )
     checks.append(
         Check(
-            "room_rules", _module(config, "bridge.synapse_module.SanteGuardRoomRules") is not None
+            "room_rules",
+            _module(config, "bridge.gate.synapse_module.SanteGuardRoomRules") is not None,
         )
     )
     exp = config.get("experimental_features") or {}

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from mautrix.util.async_db import Database
 
-from bridge.db.audit import AuditLog
+from bridge.audit.log import AuditLog
 
 
 async def test_concurrent_records_form_one_valid_chain(db: Database) -> None:

@@ -17,9 +17,9 @@ import aiohttp
 import pytest
 from nio import MegolmEvent
 
-from bridge.crypto.device import BotDevice, allow_all
 from bridge.devtools.nio_peer import NioPeer, notice_from
 from bridge.devtools.stack import DevStack
+from bridge.e2ee.device import BotDevice, allow_all
 
 pytestmark = pytest.mark.synapse
 

@@ -10,20 +10,20 @@ import pytest
 from signedjson.key import decode_verify_key_bytes
 from signedjson.sign import verify_signed_json
 
-from bot.encryption_commands import EncryptionCommands, UndecryptableNotifier
 from bot.i18n import Lang, Translator
 from bridge.config import Config
-from bridge.crypto.cross_signing import CrossSigningKeys
-from bridge.crypto.errors import CryptoError
-from bridge.crypto.files import ensure_private_dir, read_json, write_private_json
-from bridge.crypto.signing import (
+from bridge.e2ee.commands import EncryptionCommands, UndecryptableNotifier
+from bridge.e2ee.cross_signing import CrossSigningKeys
+from bridge.e2ee.errors import CryptoError
+from bridge.e2ee.files import ensure_private_dir, read_json, write_private_json
+from bridge.e2ee.signing import (
     SigningKey,
     canonical_json,
     unpadded_b64decode,
     verify_json,
 )
-from bridge.crypto.status import RoomEncryption, UndecryptableDevice
-from bridge.services.router import EventRouter
+from bridge.e2ee.status import RoomEncryption, UndecryptableDevice
+from bridge.spine.routes import EventRouter
 from tests.bot.harness import FakeClock, FakeServices, make_room
 from tests.helpers import make_config
 

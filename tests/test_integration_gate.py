@@ -10,7 +10,7 @@ import pytest
 
 from bridge.devtools.client import MatrixError, SimpleClient
 from bridge.devtools.stack import DevStack
-from bridge.policy.directory import Practitioner
+from bridge.identity.model import Practitioner
 
 pytestmark = pytest.mark.synapse
 
@@ -123,7 +123,7 @@ async def test_clear_message_refused_in_protected_room(gated_stack: DevStack) ->
 
 
 async def test_profession_rule_enforced_and_applied_to_members(gated_stack: DevStack) -> None:
-    from bridge.policy.gate import RoomPolicy
+    from bridge.gate.policy import RoomPolicy
 
     _, doc = await gated_stack.practitioner(uniq("doc"), doctor())
     nurse_user, nurse = await gated_stack.practitioner(

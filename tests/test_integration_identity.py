@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from bridge.adapters.directory.extract import import_extract
 from bridge.devtools.client import SimpleClient
 from bridge.devtools.stack import DevStack
-from bridge.policy.directory import DirectoryUnavailable, Practitioner
-from bridge.policy.identifiers import luhn_key
+from bridge.identity.identifiers import luhn_key
+from bridge.identity.model import DirectoryUnavailable, Practitioner
+from bridge.identity.sources.extract import import_extract
 from tests.test_integration_gate import ENCRYPTED, wait_until
 
 pytestmark = pytest.mark.synapse

@@ -12,7 +12,7 @@ import yaml
 
 from bridge.app import SanteGuard
 from bridge.config import ConfigError, load_config
-from bridge.log import SecretScrubber, setup_logging
+from bridge.ops.log import SecretScrubber, setup_logging
 from tests.helpers import AS_TOKEN, GATE_TOKEN, HS_TOKEN, make_config, message_event
 
 SECRETS = (AS_TOKEN, HS_TOKEN, GATE_TOKEN)

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from bridge.app import SanteGuard
-from bridge.services.errors import TransientError
+from bridge.core.errors import TransientError
 from tests.helpers import GATE_TOKEN, HS_TOKEN, make_config, message_event
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .upgrade import build_upgrade_table
+from bridge.db.upgrade import build_upgrade_table
 
 __all__ = ["build_upgrade_table"]

@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..adapters.directory.extract import import_extract
-from ..log import setup_logging
-from .client import MatrixError, SimpleClient
-from .nio_peer import NioPeer, notice_from
-from .stack import DevStack
+from bridge.devtools.client import MatrixError, SimpleClient
+from bridge.devtools.nio_peer import NioPeer, notice_from
+from bridge.devtools.stack import DevStack
+from bridge.identity.sources.extract import import_extract
+from bridge.ops.log import setup_logging
 
 TEXT: dict[str, dict[str, str]] = {
     "fr": {

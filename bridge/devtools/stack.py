@@ -17,13 +17,13 @@ from typing import Any
 
 import yaml
 
-from ..app import SanteGuard
-from ..config import Config
-from ..policy.directory import Practitioner, Verification
-from ..registration import build_registration, generate_tokens
-from ..services.gate import Gate
-from .client import SimpleClient
-from .synapse import AntispamModule, LocalSynapse, RegisteredUser
+from bridge.app import SanteGuard
+from bridge.config import Config
+from bridge.devtools.client import SimpleClient
+from bridge.devtools.synapse import AntispamModule, LocalSynapse, RegisteredUser
+from bridge.gate.decision import Gate
+from bridge.identity.model import Practitioner, Verification
+from bridge.registration import build_registration, generate_tokens
 
 ANTISPAM_PATH = "/_santeguard/antispam"
 
@@ -82,7 +82,7 @@ class DevStack:
             encryption_by_default=encryption_by_default,
             extra_modules=[
                 {
-                    "module": "bridge.synapse_module.SanteGuardRoomRules",
+                    "module": "bridge.gate.synapse_module.SanteGuardRoomRules",
                     "config": {
                         "base_url": f"http://127.0.0.1:{self.as_port}{ANTISPAM_PATH}",
                         "authorization": self.gate_token,

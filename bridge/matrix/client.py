@@ -11,7 +11,7 @@ from mautrix.client.state_store.memory import MemoryStateStore
 from mautrix.errors import MatrixConnectionError, MatrixRequestError, MatrixStandardRequestError
 from mautrix.types import EventID, EventType, RoomID, UserID
 
-from ..services.errors import TransientError
+from bridge.core.errors import TransientError
 
 log = logging.getLogger("santeguard.matrix")
 
@@ -25,7 +25,7 @@ class _StateStore(MemoryStateStore, ASStateStore):
 
 
 class RoomEncryptor(Protocol):
-    """The bot's encrypted device (bridge.crypto): replies to encrypted rooms go through it."""
+    """The bot's encrypted device (bridge.e2ee): replies to encrypted rooms go through it."""
 
     async def is_encrypted(self, room_id: str) -> bool: ...
     async def send_encrypted(

@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 from mautrix.util.async_db import Database
 
-from bridge.adapters.directory import extract as ex
-from bridge.adapters.directory.extract import (
+from bridge.identity.identifiers import IdentifierError
+from bridge.identity.model import DirectoryLookup, DirectoryUnavailable
+from bridge.identity.sources import extract as ex
+from bridge.identity.sources.extract import (
     ExtractDirectory,
     ExtractFormatError,
     ImportSuperseded,
     import_extract,
 )
-from bridge.policy.directory import DirectoryLookup, DirectoryUnavailable
-from bridge.policy.identifiers import IdentifierError
 
 SAMPLE_NAME = "PS_LibreAcces_Personne_activite_sample.txt"
 

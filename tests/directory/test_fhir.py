@@ -15,8 +15,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bridge.adapters.directory.fhir import FhirDirectory, FhirError
-from bridge.policy.directory import DirectoryLookup, DirectoryUnavailable
+from bridge.identity.model import DirectoryLookup, DirectoryUnavailable
+from bridge.identity.sources.fhir import FhirDirectory, FhirError
 
 API_KEY = "k3y-5ecret-0123456789abcdef"
 FHIR_JSON = "application/fhir+json"

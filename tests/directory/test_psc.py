@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bridge.adapters.directory.psc import PscError, psc_idnps
+from bridge.identity.sources.psc import PscError, psc_idnps
 
 TOKEN = "syt_admin_5ecret_token"
 

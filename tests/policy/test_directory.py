@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.policy.directory import (
+from bridge.identity.model import (
     PROFESSIONS_G15,
     DirectoryUnavailable,
     Practitioner,

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from bridge.policy.identifiers import (
+from bridge.identity.identifiers import (
     IdentifierError,
     PractitionerId,
     check_number,

@@ -11,7 +11,7 @@ import logging
 
 from mautrix.util.async_db import UpgradeTable
 
-from . import v01_initial, v02_directory, v03_gate
+from bridge.db.upgrade import v01_initial, v02_directory, v03_gate
 
 # Order matters: position N in this tuple upgrades the schema to version N + 1.
 _STEPS = (

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 
 from mautrix.util.async_db import Database
 
-from ..policy.directory import Verification, VerificationSource
-from ..policy.gate import RoomPolicy
+from bridge.gate.policy import RoomPolicy
+from bridge.identity.model import Verification, VerificationSource
 
 
 def _ms(dt: datetime) -> int:

@@ -15,8 +15,8 @@ from typing import Any
 
 from mautrix.util.async_db import Database
 
-from .sqlite_writer import SQLiteWriter
-from .txn import write_transaction
+from bridge.db.sqlite_writer import SQLiteWriter
+from bridge.db.txn import write_transaction
 
 GENESIS = "0" * 64
 _INSERT = (

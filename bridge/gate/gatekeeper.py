@@ -4,7 +4,7 @@ The gate answers Synapse's callbacks before an invite, join, room creation or me
 takes effect. The backstop handles what still got through (an admin join, a gate
 outage with a misconfigured fail-open, a verification that expired): it removes the
 member or redacts the clear message, says so in the room, and audits it. Both use the
-same pure policy (``bridge.policy.gate``) on the same facts.
+same pure policy (``bridge.gate.policy``) on the same facts.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ..db.gate_store import GateStore
-from ..policy import gate as policy
-from .errors import TransientError
-from .gate import GateDecision
-from .ports import AuditPort
-from .psc import PscVerifier
+from bridge.core.errors import TransientError
+from bridge.core.ports import AuditPort
+from bridge.gate import policy
+from bridge.gate.decision import GateDecision
+from bridge.gate.store import GateStore
+from bridge.identity.psc import PscVerifier
 
 log = logging.getLogger("santeguard.gate")
 

@@ -27,9 +27,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..db.queue import StoredTxn
-from ..metrics import Metrics
-from .errors import TransientError
+from bridge.core.errors import TransientError
+from bridge.ops.metrics import Metrics
+from bridge.spine.queue import StoredTxn
 
 log = logging.getLogger("santeguard.dispatch")
 

@@ -40,13 +40,13 @@ from nio import (
 )
 from nio.store import SqliteStore
 
-from ..services.errors import TransientError
-from .cross_signing import CrossSigningKeys, publish
-from .errors import CryptoError
-from .files import ensure_private_dir, read_json, restrict_tree, write_private_json
-from .http import HomeserverApi, q
-from .signing import sign_json
-from .status import RoomEncryption, UndecryptableDevice
+from bridge.core.errors import TransientError
+from bridge.e2ee.cross_signing import CrossSigningKeys, publish
+from bridge.e2ee.errors import CryptoError
+from bridge.e2ee.files import ensure_private_dir, read_json, restrict_tree, write_private_json
+from bridge.e2ee.http import HomeserverApi, q
+from bridge.e2ee.signing import sign_json
+from bridge.e2ee.status import RoomEncryption, UndecryptableDevice
 
 log = logging.getLogger("santeguard.crypto")
 

@@ -13,7 +13,10 @@ from typing import Protocol
 
 from bot.commands import Arg, ArgKind, CommandError, Permission, command
 from bot.context import CommandContext
-from bridge.policy.directory import (
+from bridge.core.ports import AuditPort
+from bridge.gate.policy import RoomPolicy
+from bridge.identity.identifiers import IdentifierError, parse_identifier
+from bridge.identity.model import (
     DirectoryLookup,
     DirectoryUnavailable,
     Practitioner,
@@ -22,9 +25,6 @@ from bridge.policy.directory import (
     profession_codes,
     profession_label,
 )
-from bridge.policy.gate import RoomPolicy
-from bridge.policy.identifiers import IdentifierError, parse_identifier
-from bridge.services.ports import AuditPort
 
 CATALOG: Mapping[str, Mapping[str, str]] = {
     "fr": {

@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from ..policy.directory import DirectoryLookup, DirectoryUnavailable, Verification
-from .ports import AuditPort
+from bridge.core.ports import AuditPort
+from bridge.identity.model import DirectoryLookup, DirectoryUnavailable, Verification
 
 log = logging.getLogger("santeguard.psc")
 

@@ -14,8 +14,8 @@ from urllib.parse import quote
 
 import aiohttp
 
-from bridge.policy.directory import DirectoryUnavailable
-from bridge.policy.identifiers import IdentifierError, parse_identifier
+from bridge.identity.identifiers import IdentifierError, parse_identifier
+from bridge.identity.model import DirectoryUnavailable
 
 
 class PscError(DirectoryUnavailable):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .directory import Verification, profession_label
+from bridge.identity.model import Verification, profession_label
 
 MEGOLM = "m.megolm.v1.aes-sha2"
 

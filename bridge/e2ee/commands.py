@@ -15,7 +15,7 @@ from bot.commands import command
 from bot.context import CommandContext
 from bot.i18n import Lang, Translator, is_language
 from bot.render import to_html
-from bridge.crypto.status import RoomEncryption
+from bridge.e2ee.status import RoomEncryption
 
 
 class EncryptionStatus(Protocol):

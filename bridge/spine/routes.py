@@ -6,7 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from .ports import AuditPort, MatrixPort, RoomPort
+from bridge.core.ports import AuditPort, MatrixPort, RoomPort
 
 log = logging.getLogger("santeguard.router")
 
@@ -21,7 +21,7 @@ class Backstop(Protocol):
 
 
 class EventCrypto(Protocol):
-    """The bot's encrypted device (bridge.crypto.BotDevice)."""
+    """The bot's encrypted device (bridge.e2ee.device.BotDevice)."""
 
     def note_encryption(self, room_id: str) -> None: ...
     async def decrypt(self, event: dict[str, Any]) -> dict[str, Any] | None: ...

@@ -17,9 +17,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ..metrics import Metrics
-from ..policy.transactions import TransactionError, validate_transaction, validate_txn_id
-from ..services.gate import GATE_CALLBACKS, Gate
+from bridge.gate.decision import GATE_CALLBACKS, Gate
+from bridge.ops.metrics import Metrics
+from bridge.spine.validate import TransactionError, validate_transaction, validate_txn_id
 
 log = logging.getLogger("santeguard.http")
 

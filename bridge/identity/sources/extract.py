@@ -26,14 +26,14 @@ from typing import IO, Any, Final, cast
 import asyncpg
 from mautrix.util.async_db import Connection, Database, Scheme
 
-from bridge.policy.directory import (
+from bridge.identity.identifiers import IdentifierError, IdKind, check_number, parse_identifier
+from bridge.identity.model import (
     DirectoryUnavailable,
     Practitioner,
     fold,
     profession_codes,
     profession_label,
 )
-from bridge.policy.identifiers import IdentifierError, IdKind, check_number, parse_identifier
 
 log = logging.getLogger("santeguard.directory.extract")
 
@@ -714,7 +714,7 @@ def _practitioners(rows: Iterable[Mapping[str, Any]]) -> list[Practitioner]:
 
 
 class ExtractDirectory:
-    """:class:`~bridge.policy.directory.DirectoryLookup` over the current imported extract."""
+    """:class:`~bridge.identity.model.DirectoryLookup` over the current imported extract."""
 
     def __init__(self, db: Database) -> None:
         self.db = db

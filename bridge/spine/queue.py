@@ -15,7 +15,7 @@ from typing import Any
 
 from mautrix.util.async_db import Database, Scheme
 
-from .sqlite_writer import SQLiteWriter
+from bridge.db.sqlite_writer import SQLiteWriter
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import CryptoError
-from .files import read_json, write_private_json
-from .http import HomeserverApi
-from .signing import SigningKey, verify_json
+from bridge.e2ee.errors import CryptoError
+from bridge.e2ee.files import read_json, write_private_json
+from bridge.e2ee.http import HomeserverApi
+from bridge.e2ee.signing import SigningKey, verify_json
 
 log = logging.getLogger("santeguard.crypto.xsign")
 

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Literal, Protocol
 
-from .identifiers import IdKind, PractitionerId
+from bridge.identity.identifiers import IdKind, PractitionerId
 
 VerificationSource = Literal["extract", "fhir", "psc", "manual"]
 
@@ -180,7 +180,7 @@ class DirectoryLookup(Protocol):
         """The practitioner with this IDNPS (RPPS/ADELI forms accepted), or None if absent.
 
         Raises :class:`DirectoryUnavailable` when the source cannot answer, and
-        :class:`~bridge.policy.identifiers.IdentifierError` for a malformed number.
+        :class:`~bridge.identity.identifiers.IdentifierError` for a malformed number.
         """
         ...
 

@@ -11,8 +11,8 @@ from urllib.parse import quote
 
 import aiohttp
 
-from ..services.errors import TransientError
-from .errors import CryptoError
+from bridge.core.errors import TransientError
+from bridge.e2ee.errors import CryptoError
 
 
 class HomeserverApi:

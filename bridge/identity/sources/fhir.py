@@ -24,7 +24,8 @@ from typing import Any
 
 import aiohttp
 
-from bridge.policy.directory import (
+from bridge.identity.identifiers import PractitionerId, parse_identifier
+from bridge.identity.model import (
     G15_OID,
     DirectoryUnavailable,
     Practitioner,
@@ -32,7 +33,6 @@ from bridge.policy.directory import (
     profession_codes,
     profession_label,
 )
-from bridge.policy.identifiers import PractitionerId, parse_identifier
 
 log = logging.getLogger("santeguard.directory.fhir")
 

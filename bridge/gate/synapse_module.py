@@ -10,7 +10,7 @@ clear messages), so enforcement never depends on someone remembering to invite i
 It runs inside Synapse's process and imports nothing from SantéGuard beyond this file.
 
     modules:
-      - module: bridge.synapse_module.SanteGuardRoomRules
+      - module: bridge.gate.synapse_module.SanteGuardRoomRules
         config:
           base_url: http://127.0.0.1:29340/_santeguard/antispam
           authorization: <antispam.token>

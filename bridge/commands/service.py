@@ -14,7 +14,7 @@ from bot.context import BotServices
 from bot.dispatcher import CommandDispatcher
 from bot.parser import parse_invocation
 from bot.render import to_html
-from bridge.services.ports import AuditPort, MatrixPort, RoomPort
+from bridge.core.ports import AuditPort, MatrixPort, RoomPort
 
 log = logging.getLogger("santeguard.bot")
 

@@ -11,9 +11,13 @@ STAMP  := $(VENV)/.installed
 all: test
 
 help:
-	@echo "make demo   - start a throwaway Synapse + SantéGuard (SQLite) and show what it enforces"
-	@echo "make test   - install, start PostgreSQL if needed, run ruff, mypy and the whole suite"
-	@echo "make bench  - transaction ingest benchmark (SQLite and PostgreSQL vs a bare handler)"
+	@echo "make demo             - start a throwaway Synapse + SantéGuard (SQLite) and show what it enforces;"
+	@echo "                        its working directory is deleted when it stops (kept if it fails)"
+	@echo "                        (make demo DEMO_LANG=en for English, DEMO_ARGS=--keep to keep the directory)"
+	@echo "make test             - install, start PostgreSQL if needed, run ruff, mypy and the whole suite"
+	@echo "make bench            - transaction ingest benchmark (SQLite and PostgreSQL vs a bare handler)"
+	@echo "make bench-directory  - Annuaire Santé extract import benchmark (2 million lines)"
+	@echo "make bench-gate       - gate benchmark: callback latency, Synapse join cost, backstop reaction"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +48,12 @@ pytest: $(STAMP) $(NODE_STAMP) postgres
 
 test: lint typecheck pytest
 
+# make demo DEMO_LANG=en: narration and bot in English. DEMO_ARGS=--keep keeps demo-data/.
+DEMO_LANG ?= fr
+DEMO_ARGS ?=
+
 demo: $(STAMP)
-	$(BIN)/python -m bridge.devtools.demo
+	$(BIN)/python -m bridge.devtools.demo --lang $(DEMO_LANG) $(DEMO_ARGS)
 
 bench: $(STAMP) postgres
 	$(BIN)/python -m bench.transactions

@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from tests.helpers import HS_TOKEN, free_port, make_config
+from bench.common import HS_TOKEN, free_port, make_config
 
 PG_ADMIN = os.environ.get("SANTEGUARD_TEST_PG", "postgres://postgres@127.0.0.1:5432/test")
 

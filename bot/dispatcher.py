@@ -16,7 +16,6 @@ from bot.commands import CommandError, CommandRegistry, RegisteredCommand
 from bot.context import BotServices, CommandContext, Reply, resolve_language
 from bot.i18n import DEFAULT_LANGUAGE, Lang, Translator
 from bot.parser import DEFAULT_PREFIX, ArgumentError, bind_arguments, parse_invocation
-from bridge.core.errors import TransientError
 
 
 class CommandDispatcher:
@@ -29,8 +28,14 @@ class CommandDispatcher:
         *,
         default_language: Lang = DEFAULT_LANGUAGE,
         log: logging.Logger | None = None,
+        passthrough: tuple[type[BaseException], ...] = (),
     ) -> None:
-        """Check up front that every help text and argument label has a translation."""
+        """Check up front that every help text and argument label has a translation.
+
+        ``passthrough`` exceptions propagate out of a handler instead of being answered
+        as an internal error: the application passes its "dependency down, retry the
+        event" error, so an outage is retried rather than reported as a failure.
+        """
         for cmd in registry:
             translator.require(cmd.spec.help_key, *cmd.spec.label_keys)
         parse_invocation("", prefix)  # validates the prefix
@@ -39,6 +44,7 @@ class CommandDispatcher:
         self.prefix = prefix
         self.admins = frozenset(admins)
         self.default_language = default_language
+        self._passthrough = passthrough
         self._log = log or logging.getLogger("santeguard.bot")
 
     def context(
@@ -125,9 +131,9 @@ class CommandDispatcher:
             await cmd.invoke(ctx, values)
         except CommandError as e:
             await ctx.reply_t(e.key, **e.params)
-        except TransientError:
-            raise  # the homeserver or a directory is down: the event is retried as a whole
-        except Exception:
+        except Exception as e:
+            if isinstance(e, self._passthrough):
+                raise  # e.g. the homeserver is down: the event is retried as a whole
             # Exception text stays in the log: it can hold tokens, SQL or patient data.
             self._log.exception(
                 "Command %s failed in %s (event %s)", cmd.spec.name, ctx.room_id, ctx.event_id

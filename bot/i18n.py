@@ -76,6 +76,12 @@ class Translator:
             target.update(cat)
         return Translator(combined, fallback=self.fallback, strict=self.strict)
 
+    def bilingual(self, key: str, first: str = DEFAULT_LANGUAGE, /, **params: object) -> str:
+        """Both languages, ``first`` first: for texts the homeserver shows as they are
+        (refusal reasons, kick reasons) where no reader's language is known."""
+        other = "en" if first == "fr" else "fr"
+        return f"{self.t(key, first, **params)} / {self.t(key, other, **params)}"
+
     def has(self, key: str) -> bool:
         return key in self._catalogs[self.fallback]
 
@@ -167,38 +173,6 @@ _FR: Final[Catalog] = MappingProxyType(
         "language.changed": "Langue du bot dans ce salon : {language}.",
         "language.name.fr": "français",
         "language.name.en": "anglais",
-        # End-to-end encryption (bridge/e2ee/commands.py)
-        "help.description.encryption": (
-            "Indique si ce salon est chiffré de bout en bout, avec quel algorithme, et de "
-            "quels appareils le bot n'a pas pu déchiffrer les messages."
-        ),
-        "encryption.header": "**Chiffrement de ce salon**",
-        "encryption.state.on": "- Chiffré de bout en bout : oui (`{algorithm}`)",
-        "encryption.state.off": (
-            "- Chiffré de bout en bout : **non** — les messages sont lisibles par le serveur."
-        ),
-        "encryption.device": "- Appareil du bot : `{device}`",
-        "encryption.device.signed": (
-            "- Appareil du bot : `{device}` (signé par l'identité de signature croisée du bot)"
-        ),
-        "encryption.undecryptable.none": (
-            "- Le bot a pu déchiffrer tous les messages qui lui ont été envoyés ici."
-        ),
-        "encryption.undecryptable.header": (
-            "- Appareils dont le bot n'a pas pu déchiffrer de message :"
-        ),
-        "encryption.undecryptable.line": (
-            "  - `{sender}`, appareil `{device}` : {count} message(s), dernier le {when}"
-        ),
-        "encryption.disabled": (
-            "Le chiffrement de bout en bout du bot est désactivé dans sa configuration : "
-            "il ne peut ni lire ni répondre dans les salons chiffrés."
-        ),
-        "encryption.undecryptable.notice": (
-            "Je n'ai pas pu déchiffrer un message de `{sender}` (appareil `{device}`) : la clé "
-            "de chiffrement ne m'est pas parvenue. Le message n'a pas été traité ; "
-            "renvoyez-le, et vérifiez que votre application partage ses clés avec le bot."
-        ),
     }
 )
 
@@ -256,33 +230,6 @@ _EN: Final[Catalog] = MappingProxyType(
         "language.changed": "Bot language for this room: {language}.",
         "language.name.fr": "French",
         "language.name.en": "English",
-        "help.description.encryption": (
-            "Show whether this room is end-to-end encrypted, with which algorithm, and "
-            "which devices the bot could not decrypt messages from."
-        ),
-        "encryption.header": "**Encryption of this room**",
-        "encryption.state.on": "- End-to-end encrypted: yes (`{algorithm}`)",
-        "encryption.state.off": (
-            "- End-to-end encrypted: **no** — the server can read the messages."
-        ),
-        "encryption.device": "- Bot device: `{device}`",
-        "encryption.device.signed": (
-            "- Bot device: `{device}` (signed by the bot's cross-signing identity)"
-        ),
-        "encryption.undecryptable.none": ("- The bot could decrypt every message sent to it here."),
-        "encryption.undecryptable.header": "- Devices the bot could not decrypt messages from:",
-        "encryption.undecryptable.line": (
-            "  - `{sender}`, device `{device}`: {count} message(s), last on {when}"
-        ),
-        "encryption.disabled": (
-            "The bot's end-to-end encryption is switched off in its configuration: it can "
-            "neither read nor answer in encrypted rooms."
-        ),
-        "encryption.undecryptable.notice": (
-            "I could not decrypt a message from `{sender}` (device `{device}`): its "
-            "encryption key never reached me. The message was not processed; please send "
-            "it again, and check that your app shares its keys with the bot."
-        ),
     }
 )
 

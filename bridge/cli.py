@@ -172,10 +172,7 @@ def cmd_check_homeserver(args: argparse.Namespace) -> int:
 
 
 def cmd_directory(args: argparse.Namespace) -> int:
-    from mautrix.util.async_db import Database
-
-    from bridge.app import sqlite_db_args
-    from bridge.db import build_upgrade_table
+    from bridge.db.database import open_database
     from bridge.identity.sources.extract import import_extract
 
     try:
@@ -189,8 +186,9 @@ def cmd_directory(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> int:
-        db = Database.create(
-            cfg.database.uri, upgrade_table=build_upgrade_table(), db_args=sqlite_db_args(cfg)
+        d = cfg.database
+        db = open_database(
+            d.uri, sqlite_synchronous=d.sqlite_synchronous, min_size=d.min_size, max_size=d.max_size
         )
         await db.start()
         try:

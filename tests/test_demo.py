@@ -1,4 +1,4 @@
-"""`make demo` runs its whole scenario and leaves no process behind."""
+"""`make demo` runs its whole scenario, in the language asked, and leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -12,10 +12,8 @@ import pytest
 pytestmark = pytest.mark.synapse
 
 
-@pytest.mark.parametrize("lang", ["fr", "en"])
-def test_demo_runs_once_and_cleans_up(tmp_path: Path, lang: str) -> None:
-    workdir = tmp_path / "demo"
-    proc = subprocess.run(
+def _run_demo(workdir: Path, lang: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -25,12 +23,28 @@ def test_demo_runs_once_and_cleans_up(tmp_path: Path, lang: str) -> None:
             lang,
             "--workdir",
             str(workdir),
+            *extra,
         ],
         capture_output=True,
         text=True,
         timeout=180,
         env={**os.environ},
     )
+
+
+def _no_process_left(workdir: Path) -> None:
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(workdir) not in ps
+
+
+def _bot_replies(out: str, marker: str) -> list[str]:
+    return [line.split(marker, 1)[1] for line in out.splitlines() if marker in line]
+
+
+@pytest.mark.parametrize("lang", ["fr", "en"])
+def test_demo_runs_once_and_cleans_up(tmp_path: Path, lang: str) -> None:
+    workdir = tmp_path / "demo"
+    proc = _run_demo(workdir, lang, "--keep")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     if lang == "fr":
@@ -40,15 +54,67 @@ def test_demo_runs_once_and_cleans_up(tmp_path: Path, lang: str) -> None:
         assert "n'exerce plus selon l'Annuaire Santé" in out
         assert "déchiffrée par le Dr Exemple : **Chiffrement de ce salon**" in out
         assert "ce que le serveur stocke : m.room.encrypted (m.megolm.v1.aes-sha2)" in out
+        assert f"Répertoire de travail gardé (--keep) : {workdir}" in out
     else:
         assert "bot: pong" in out
         assert "hash chain intact" in out
         assert out.count("REFUSED by the homeserver") == 4
+        # The bot answers in the demo's language, not only the narration.
+        assert "bot: pong — latency:" in out
+        assert "verified: Julien EXEMPLE" in out
+        assert "has an invalid check key" in out
+        assert "Health directory — 1 result(s)" in out
+        assert "decrypted by Dr Exemple: **Encryption of this room**" in out
+        assert "what the server stores: m.room.encrypted (m.megolm.v1.aes-sha2)" in out
+        # Refusals the homeserver shows are bilingual, the configured language first.
+        english = ("must be end-to-end encrypted", "is not a verified", "Message refused")
+        for reason in _bot_replies(out, "REFUSED by the homeserver: "):
+            assert any(text in reason.split(" / ")[0] for text in english), reason
+        assert "reason shown: “@ide.pansement:santeguard.test no longer practises" in out
+        for reply in _bot_replies(out, "↳ bot: "):
+            for french in ("délai", "vérifié", "clé de contrôle", "résultat", "joignable"):
+                assert french not in reply, reply
+        assert f"Working directory kept (--keep): {workdir}" in out
     # No synapse left running from this workdir.
-    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert str(workdir) not in ps
+    _no_process_left(workdir)
     log = (workdir / "santeguard.log").read_text()
     registration = (workdir / "registration.yaml").read_text()
     for line in registration.splitlines():
         if line.startswith(("as_token:", "hs_token:")):
             assert line.split(":", 1)[1].strip() not in log
+
+
+@pytest.mark.parametrize("lang", ["fr", "en"])
+def test_demo_deletes_its_working_directory(tmp_path: Path, lang: str) -> None:
+    """Without --keep, tokens, keys and databases are gone when the demo stops, as it says."""
+    workdir = tmp_path / "demo"
+    proc = _run_demo(workdir, lang)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    announced, done = {
+        "fr": (
+            f"Répertoire de travail (jetons, clés, bases, journaux) : {workdir} — "
+            "supprimé à l'arrêt de la démo",
+            f"Répertoire de travail supprimé : {workdir}",
+        ),
+        "en": (
+            f"Working directory (tokens, keys, databases, logs): {workdir} — "
+            "deleted when the demo stops",
+            f"Working directory deleted: {workdir}",
+        ),
+    }[lang]
+    assert announced in out
+    assert done in out
+    assert out.rstrip().endswith(("Terminé.", "Done."))
+    assert not workdir.exists()
+    assert list(tmp_path.iterdir()) == []
+    _no_process_left(workdir)
+
+
+def test_demo_refuses_to_delete_a_directory_that_is_not_its_own(tmp_path: Path) -> None:
+    precious = tmp_path / "precious.txt"
+    precious.write_text("not demo data", encoding="utf-8")
+    proc = _run_demo(tmp_path, "en")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "is not a demo directory" in proc.stdout
+    assert precious.read_text(encoding="utf-8") == "not demo data"

@@ -10,12 +10,13 @@ import pytest
 from signedjson.key import decode_verify_key_bytes
 from signedjson.sign import verify_signed_json
 
-from bot.i18n import Lang, Translator
+from bot.i18n import Lang
 from bridge.config import Config
 from bridge.e2ee.commands import EncryptionCommands, UndecryptableNotifier
 from bridge.e2ee.cross_signing import CrossSigningKeys
 from bridge.e2ee.errors import CryptoError
 from bridge.e2ee.files import ensure_private_dir, read_json, write_private_json
+from bridge.e2ee.hooks import EncryptedEvents
 from bridge.e2ee.signing import (
     SigningKey,
     canonical_json,
@@ -23,7 +24,7 @@ from bridge.e2ee.signing import (
     verify_json,
 )
 from bridge.e2ee.status import RoomEncryption, UndecryptableDevice
-from bridge.spine.routes import EventRouter
+from bridge.spine.routes import EventRoutes
 from tests.bot.harness import FakeClock, FakeServices, make_room
 from tests.helpers import make_config
 
@@ -125,7 +126,7 @@ async def test_encryption_report_lists_undecryptable_devices(lang: Lang) -> None
     )
     room = make_room(
         EncryptionCommands(FakeStatus(state)),
-        translator=Translator(strict=True),
+        translator=build_translator(strict=True),
         clock=FakeClock(),
         services=FakeServices(),
         default_language=lang,
@@ -141,7 +142,7 @@ async def test_encryption_report_for_a_clear_room_and_when_disabled() -> None:
     clear = RoomEncryption(False, None, "BOTDEVICE", True, ())
     room = make_room(
         EncryptionCommands(FakeStatus(clear)),
-        translator=Translator(strict=True),
+        translator=build_translator(strict=True),
         clock=FakeClock(),
         services=FakeServices(),
     )
@@ -149,7 +150,7 @@ async def test_encryption_report_for_a_clear_room_and_when_disabled() -> None:
     assert "**non**" in reply and "tous les messages" in reply
     off = make_room(
         EncryptionCommands(None),
-        translator=Translator(strict=True),
+        translator=build_translator(strict=True),
         clock=FakeClock(),
         services=FakeServices(),
         default_language="en",
@@ -179,9 +180,9 @@ class Rooms:
 
 async def test_undecryptable_notice_follows_the_room_language() -> None:
     matrix = Recorder()
-    notify = UndecryptableNotifier(Translator(strict=True), Rooms("en"), matrix, "fr")
+    notify = UndecryptableNotifier(build_translator(strict=True), Rooms("en"), matrix, "fr")
     await notify("!r:x", "@a:x", "DEV")
-    notify_fr = UndecryptableNotifier(Translator(strict=True), Rooms(None), matrix, "fr")
+    notify_fr = UndecryptableNotifier(build_translator(strict=True), Rooms(None), matrix, "fr")
     await notify_fr("!r:x", "@a:x", "DEV")
     (_, en), (_, fr) = matrix.sent
     assert en.startswith("I could not decrypt") and "`DEV`" in en
@@ -237,9 +238,13 @@ async def test_router_sends_decrypted_messages_to_commands_not_to_the_backstop()
 
     clear = {**_encrypted(), "type": "m.room.message", "content": {"body": "!sg ping"}}
     crypto, backstop = FakeCrypto(clear), Backstop()
-    nothing: Any = None
     matrix: Any = Recorder()
-    router = EventRouter(matrix, nothing, nothing, on_message, backstop=backstop, crypto=crypto)
+    router = EventRoutes(matrix.bot_mxid)
+    # The same registrations as the application's: guard, commands, decrypted commands.
+    router.guard("m.room.message", backstop.on_message, ignore_own=True)
+    router.on("m.room.message", on_message, ignore_own=True)
+    router.on_decrypted("m.room.message", on_message)
+    EncryptedEvents(crypto).subscribe(router)
     assert await router.handle(_encrypted())
     assert seen == [clear] and backstop.messages == []
     # Given up (None): handled, nothing routed. The bot's own events are not decrypted.

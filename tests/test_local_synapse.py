@@ -22,13 +22,8 @@ import pytest
 import yaml
 from aiohttp import web
 
-from bridge.devtools.synapse import (
-    AntispamModule,
-    LocalSynapse,
-    SynapseStartError,
-    create_postgres_database,
-    drop_postgres_database,
-)
+from bridge.devtools.postgres import create_postgres_database, drop_postgres_database
+from bridge.devtools.synapse import AntispamModule, LocalSynapse, SynapseStartError
 from bridge.registration import build_registration, generate_tokens
 
 PG_ADMIN_DSN = os.environ.get("SANTEGUARD_TEST_PG", "postgres://postgres@127.0.0.1:5432/test")

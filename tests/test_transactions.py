@@ -42,7 +42,7 @@ class Recorder:
 async def running(db_uri: str) -> AsyncIterator[tuple[SanteGuard, str, Recorder]]:
     rec = Recorder()
     app = SanteGuard(make_config(db_uri))
-    app.set_message_handler(rec)
+    app.routes.on("m.room.message", rec)
     await app.start()
     try:
         yield app, app.config.appservice.address, rec
@@ -109,7 +109,7 @@ async def test_crash_between_ack_and_handling_loses_nothing(db_uri: str) -> None
     first = Recorder()
     first.block.clear()  # the first instance acks, then "crashes" before handling
     app1 = SanteGuard(cfg)
-    app1.set_message_handler(first)
+    app1.routes.on("m.room.message", first)
     await app1.start()
     payload = {"events": [message_event("!r:x", i) for i in range(5)]}
     assert (await put_txn(cfg.appservice.address, "crash-1", payload))[0] == 200
@@ -118,7 +118,7 @@ async def test_crash_between_ack_and_handling_loses_nothing(db_uri: str) -> None
 
     second = Recorder()
     app2 = SanteGuard(cfg)
-    app2.set_message_handler(second)
+    app2.routes.on("m.room.message", second)
     await app2.start()
     try:
         assert app2.dispatcher is not None

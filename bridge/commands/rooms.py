@@ -1,10 +1,12 @@
-"""Rooms SantéGuard knows about: whether the bot is in them, per-room language."""
+"""Rooms the bot knows about: whether it is in them, and each room's language."""
 
 from __future__ import annotations
 
 import time
 
 from mautrix.util.async_db import Database
+
+from bridge.core.ports import AuditPort
 
 
 class RoomStore:
@@ -37,3 +39,17 @@ class RoomStore:
 
     async def count_joined(self) -> int:
         return int(await self.db.fetchval("SELECT COUNT(*) FROM room WHERE joined = true") or 0)
+
+
+class LanguageSetting:
+    """`!sg language`: the room's language is stored and the change audited."""
+
+    def __init__(self, rooms: RoomStore, audit: AuditPort) -> None:
+        self._rooms = rooms
+        self._audit = audit
+
+    async def set(self, room_id: str, language: str) -> None:
+        await self._rooms.set_language(room_id, language)
+        await self._audit.record(
+            "bot", "room.language", room_id=room_id, details={"language": language}
+        )

@@ -14,7 +14,7 @@ from bot.context import BotServices
 from bot.dispatcher import CommandDispatcher
 from bot.parser import parse_invocation
 from bot.render import to_html
-from bridge.core.ports import AuditPort, MatrixPort, RoomPort
+from bridge.core.ports import AuditPort, MatrixPort, RoomLanguagePort, RoutesPort
 
 log = logging.getLogger("santeguard.bot")
 
@@ -31,7 +31,7 @@ class CommandService:
         dispatcher: CommandDispatcher,
         services: BotServices,
         matrix: MatrixPort,
-        rooms: RoomPort,
+        rooms: RoomLanguagePort,
         audit: AuditPort,
         command_log: CommandLogPort,
     ) -> None:
@@ -41,6 +41,10 @@ class CommandService:
         self._rooms = rooms
         self._audit = audit
         self._log = command_log
+
+    def subscribe(self, routes: RoutesPort) -> None:
+        routes.on("m.room.message", self.on_message, ignore_own=True)
+        routes.on_decrypted("m.room.message", self.on_message)
 
     def looks_like_command(self, content: dict[str, Any]) -> bool:
         """Cheap filter run on every message: text, not an edit, starts with the prefix."""

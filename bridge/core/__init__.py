@@ -1,0 +1,1 @@
+"""What every capability shares: error kinds, decisions, ports, reference data."""

@@ -1,8 +1,15 @@
 """`make demo`: a throwaway Synapse and SantéGuard on loopback, narrated.
 
-Everything lives in ``demo-data/`` (SQLite, the homeserver's files), recreated on each run.
-The narration is French by default (``--lang en`` for English). ``--once`` ends after the
-scenario instead of running until Ctrl-C (the test suite uses it).
+What it shows is what works today: the gate for verified practitioners (RPPS/ADELI checked
+against the Annuaire Santé), forced end-to-end encryption, the `!sg` commands and the
+hash-chained audit log.
+
+Everything lives in one working directory (``demo-data/`` by default: tokens, keys,
+SQLite databases, the homeserver's files and the logs), created afresh on each run and
+deleted when the demo stops, unless ``--keep`` is given or the demo fails (then it is kept
+for diagnosis). The narration and the bot speak French by default (``--lang en`` for
+English). ``--once`` ends after the scenario instead of running until Ctrl-C (the test
+suite uses it).
 """
 
 from __future__ import annotations
@@ -27,6 +34,10 @@ TEXT: dict[str, dict[str, str]] = {
     "fr": {
         "title": "SantéGuard — démonstration (tout tourne en local, rien ne sort de cette machine)",
         "start": "Démarrage de SantéGuard (SQLite : {db}) puis d'un Synapse jetable sur {hs} …",
+        "workdir": "Répertoire de travail (jetons, clés, bases, journaux) : {path} — {fate}",
+        "workdir_delete": "supprimé à l'arrêt de la démo (gardé si elle échoue ; "
+        "--keep pour le garder toujours).",
+        "workdir_keep": "gardé à l'arrêt de la démo (--keep).",
         "logs": "Journaux de SantéGuard : {path}",
         "started": "Prêt en {s:.1f} s : le homeserver livre ses transactions à SantéGuard, et "
         "appelle sa porte synchrone (module synapse_http_antispam) avant chaque invitation, "
@@ -61,14 +72,24 @@ TEXT: dict[str, dict[str, str]] = {
         "{txns} transactions reçues, {pending} événements en attente.",
         "connect": "Pour vous connecter avec un client Matrix (Element, etc.) :\n"
         "  homeserver : {hs}\n  identifiant : {user}   mot de passe : {password}\n"
-        "  (identifiants jetables, détruits à l'arrêt de la démo)",
+        "  (identifiants jetables : ils ne servent que tant que la démo tourne)",
         "running": "La démo tourne. Ctrl-C pour tout arrêter.",
         "stopping": "Arrêt : SantéGuard, puis Synapse. Aucun processus ne reste derrière.",
+        "deleted": "Répertoire de travail supprimé : {path} (jetons, clés, bases, journaux).",
+        "kept": "Répertoire de travail gardé (--keep) : {path}",
+        "kept_failed": "La démo a échoué : répertoire de travail gardé pour le diagnostic : "
+        "{path} (journaux de SantéGuard : {log})",
+        "delete_failed": "ÉCHEC de la suppression de {path} : {error}",
+        "not_demo_dir": "{path} existe et n'est pas un répertoire de la démo : "
+        "choisissez-en un autre avec --workdir.",
         "done": "Terminé.",
     },
     "en": {
         "title": "SantéGuard — demo (everything runs locally; nothing leaves this machine)",
         "start": "Starting SantéGuard (SQLite: {db}), then a throwaway Synapse on {hs} …",
+        "workdir": "Working directory (tokens, keys, databases, logs): {path} — {fate}",
+        "workdir_delete": "deleted when the demo stops (kept if it fails; --keep always keeps it).",
+        "workdir_keep": "kept when the demo stops (--keep).",
         "logs": "SantéGuard's logs: {path}",
         "started": "Ready in {s:.1f} s: the homeserver delivers its transactions to SantéGuard "
         "and calls its synchronous gate (synapse_http_antispam module) before every invite, "
@@ -102,9 +123,16 @@ TEXT: dict[str, dict[str, str]] = {
         "acked: {txns} transactions received, {pending} events pending.",
         "connect": "To connect with a Matrix client (Element, …):\n"
         "  homeserver: {hs}\n  username: {user}   password: {password}\n"
-        "  (throwaway credentials, destroyed when the demo stops)",
+        "  (throwaway credentials: they only work while the demo runs)",
         "running": "The demo is running. Ctrl-C stops everything.",
         "stopping": "Stopping SantéGuard, then Synapse. No process is left behind.",
+        "deleted": "Working directory deleted: {path} (tokens, keys, databases, logs).",
+        "kept": "Working directory kept (--keep): {path}",
+        "kept_failed": "The demo failed: working directory kept for diagnosis: {path} "
+        "(SantéGuard's logs: {log})",
+        "delete_failed": "FAILED to delete {path}: {error}",
+        "not_demo_dir": "{path} exists and is not a demo directory: choose another one "
+        "with --workdir.",
         "done": "Done.",
     },
 }
@@ -278,24 +306,80 @@ async def _unprotected(sg: Any, room: str) -> bool:
 
 
 async def _member(sg: Any, room: str, user: str) -> bool:
-    return user in await sg.gate_store.members_of(room)
+    return user in await sg.room_policies.members_of(room)
 
 
-async def main_async(workdir: Path, lang: str, once: bool) -> int:
+MARKER = ".santeguard-demo"
+
+
+def _is_demo_dir(path: Path) -> bool:
+    """Ours to delete: empty, marked by a previous run, or an older run's layout."""
+    if not path.is_dir():
+        return False
+    if (path / MARKER).exists() or not any(path.iterdir()):
+        return True
+    return (path / "registration.yaml").is_file() and (path / "synapse").is_dir()
+
+
+async def main_async(workdir: Path, lang: str, once: bool, keep: bool = False) -> int:
     say = Narrator(lang)
     say.say("title")
     if workdir.exists():
+        if not _is_demo_dir(workdir):
+            say.say("not_demo_dir", path=workdir)
+            return 2
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
+    (workdir / MARKER).write_text(
+        "Working directory of `python -m bridge.devtools.demo`, which deletes it.\n",
+        encoding="utf-8",
+    )
+    failed = False
+    try:
+        await _run(say, workdir, lang, once, keep)
+    except Exception:
+        failed = True
+        raise
+    finally:
+        disposed = _dispose(say, workdir, keep, failed)
+    if not disposed:
+        return 1
+    say.say("done")
+    return 0
+
+
+def _dispose(say: Narrator, workdir: Path, keep: bool, failed: bool) -> bool:
+    """Delete the working directory (unless kept) and say exactly what happened."""
+    if failed:
+        say.say("kept_failed", path=workdir, log=workdir / "santeguard.log")
+        return True
+    if keep:
+        say.say("kept", path=workdir)
+        return True
+    try:
+        shutil.rmtree(workdir)
+    except OSError as e:
+        say.say("delete_failed", path=workdir, error=e)
+        return False
+    say.say("deleted", path=workdir)
+    return True
+
+
+async def _run(say: Narrator, workdir: Path, lang: str, once: bool, keep: bool) -> None:
     log_file = (workdir / "santeguard.log").open("w", encoding="utf-8")
     stack_secrets: list[str] = []
     stack = DevStack(
         workdir,
         db_uri=f"sqlite:///{(workdir / 'santeguard.db').resolve()}",
         admins=["@admin:santeguard.test"],
+        # The bot answers in the narration's language (refusals the homeserver shows
+        # stay bilingual, this language first).
+        config_overrides={"bot": {"language": lang}},
     )
     stack_secrets += [stack.as_token, stack.hs_token, stack.gate_token]
     setup_logging("INFO", "text", stack_secrets, stream=log_file)
+    fate = say.text["workdir_keep" if keep else "workdir_delete"]
+    say.say("workdir", path=workdir, fate=fate)
     say.say("start", db=workdir / "santeguard.db", hs=stack.synapse.base_url)
     say.say("logs", path=workdir / "santeguard.log")
     stop = asyncio.Event()
@@ -315,8 +399,6 @@ async def main_async(workdir: Path, lang: str, once: bool) -> int:
         with contextlib.suppress(Exception):
             await stack.stop()
         log_file.close()
-    say.say("done")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -324,8 +406,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lang", choices=sorted(TEXT), default="fr")
     ap.add_argument("--once", action="store_true", help="exit after the scenario")
     ap.add_argument("--workdir", type=Path, default=Path("demo-data"))
+    ap.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the working directory (tokens, keys, databases, logs) after the demo",
+    )
     args = ap.parse_args(argv)
-    return asyncio.run(main_async(args.workdir, args.lang, args.once))
+    return asyncio.run(main_async(args.workdir, args.lang, args.once, args.keep))
 
 
 if __name__ == "__main__":

@@ -19,9 +19,9 @@ import yaml
 
 from bridge.app import SanteGuard
 from bridge.config import Config
+from bridge.core.antispam import GatePort
 from bridge.devtools.client import SimpleClient
 from bridge.devtools.synapse import AntispamModule, LocalSynapse, RegisteredUser
-from bridge.gate.decision import Gate
 from bridge.identity.model import Practitioner, Verification
 from bridge.registration import build_registration, generate_tokens
 
@@ -42,7 +42,7 @@ class DevStack:
         db_uri: str,
         server_name: str = "santeguard.test",
         admins: Sequence[str] = (),
-        gate: Gate | None = None,
+        gate: GatePort | None = None,
         encryption_by_default: bool = False,
         config_overrides: Mapping[str, Mapping[str, Any]] | None = None,
         antispam_callbacks: Sequence[str] = (
@@ -178,5 +178,5 @@ class DevStack:
         verification = Verification.of(
             practitioner, "manual", datetime.now(UTC), timedelta(days=days)
         )
-        await self.santeguard.gate_store.bind(user.user_id, verification, bound_by="devstack")
+        await self.santeguard.verifications.bind(user.user_id, verification, bound_by="devstack")
         return user, client

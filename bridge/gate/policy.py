@@ -3,6 +3,7 @@
 Everything here is a function of facts (the member's verification, the room's policy,
 the network's policy, the clock): no I/O, so the synchronous gate (called by Synapse
 before the action) and the appservice backstop (after the event) decide identically.
+Refusal reasons are text-catalog keys (``gate.reason.<reason>`` in ``gate/text.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bridge.identity.model import Verification, profession_label
+from bridge.core.decision import Decision
+from bridge.core.ports import Credential
+from bridge.core.professions import profession_label
+
+__all__ = [
+    "CONTENT_TYPES",
+    "MEGOLM",
+    "Decision",
+    "NetworkPolicy",
+    "RoomPolicy",
+    "is_admin_room",
+    "is_protected",
+    "may_be_member",
+    "may_create_room",
+    "message_allowed",
+]
 
 MEGOLM = "m.megolm.v1.aes-sha2"
 
@@ -61,87 +77,13 @@ class RoomPolicy:
     professions: frozenset[str] = field(default_factory=frozenset)
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    allow: bool
-    reason: str = ""  # a key of REASONS
-    params: Mapping[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def ok(cls) -> Decision:
-        return cls(True)
-
-    @classmethod
-    def no(cls, reason: str, **params: str) -> Decision:
-        return cls(False, reason, params)
-
-
-REASONS: Mapping[str, Mapping[str, str]] = {
-    "not_verified": {
-        "fr": "{user} n'est pas un professionnel de santé vérifié (RPPS/ADELI) : "
-        "ce salon protégé lui est fermé.",
-        "en": "{user} is not a verified health professional (RPPS/ADELI): "
-        "this protected room is closed to them.",
-    },
-    "verification_expired": {
-        "fr": "La vérification de {user} a expiré le {date} : accès suspendu jusqu'à "
-        "la prochaine vérification.",
-        "en": "{user}'s verification expired on {date}: access suspended until it is "
-        "checked again.",
-    },
-    "server_not_allowed": {
-        "fr": "Le serveur {server} ne fait pas partie du réseau de santé : {user} ne peut "
-        "pas entrer dans ce salon.",
-        "en": "Server {server} is not part of the health network: {user} cannot enter this room.",
-    },
-    "profession_not_allowed": {
-        "fr": "Ce salon est réservé aux professions suivantes : {allowed}. {user} "
-        "({profession}) ne peut pas y entrer.",
-        "en": "This room is restricted to these professions: {allowed}. {user} "
-        "({profession}) cannot enter it.",
-    },
-    "no_longer_active": {
-        "fr": "{user} n'exerce plus selon l'Annuaire Santé : vérification retirée, "
-        "accès aux salons protégés fermé.",
-        "en": "{user} no longer practises according to the health directory: "
-        "verification withdrawn, protected rooms closed.",
-    },
-    "creator_not_verified": {
-        "fr": "Seuls les professionnels de santé vérifiés peuvent créer des salons.",
-        "en": "Only verified health professionals can create rooms.",
-    },
-    "room_not_encrypted": {
-        "fr": "Les salons doivent être chiffrés de bout en bout (m.megolm.v1.aes-sha2) "
-        "dès leur création.",
-        "en": "Rooms must be end-to-end encrypted (m.megolm.v1.aes-sha2) from creation.",
-    },
-    "message_not_encrypted": {
-        "fr": "Message refusé : ce salon protégé n'accepte que des messages chiffrés de bout "
-        "en bout.",
-        "en": "Message refused: this protected room accepts only end-to-end encrypted messages.",
-    },
-}
-
-
-def render(decision: Decision, lang: str) -> str:
-    """The refusal text in one language."""
-    template = REASONS[decision.reason]["en" if lang == "en" else "fr"]
-    return template.format(**decision.params)
-
-
-def render_bilingual(decision: Decision, first: str = "fr") -> str:
-    """French and English, for texts the homeserver shows as is (no per-user language)."""
-    other = "en" if first == "fr" else "fr"
-    return f"{render(decision, first)} / {render(decision, other)}"
-
-
 def is_protected(room: RoomPolicy, network: NetworkPolicy) -> bool:
     return network.protect_by_default if room.protected is None else room.protected
 
 
 def may_be_member(
     user_id: str,
-    verification: Verification | None,
+    verification: Credential | None,
     room: RoomPolicy,
     network: NetworkPolicy,
     now: datetime,
@@ -181,7 +123,7 @@ def _has_megolm(initial_state: Any) -> bool:
 
 def may_create_room(
     user_id: str,
-    verification: Verification | None,
+    verification: Credential | None,
     room_config: Mapping[str, Any] | None,
     network: NetworkPolicy,
     now: datetime,

@@ -1,128 +1,52 @@
-"""Verified accounts and room policies, held in memory and written through to the database.
+"""Room policies (in memory, written through) and room memberships (database only).
 
-The synchronous gate answers Synapse on the path of every invite, join and message, so
-it reads these from memory (loaded at start). Every change goes through this store,
-which writes the database first and then updates memory: the snapshot cannot drift
-from what is committed. SantéGuard runs as a single instance per homeserver (an
-appservice registration has one URL), so no other writer exists.
+The synchronous gate reads a room's policy on the homeserver's path, so policies are
+loaded at start and every change writes the database first, then memory. Memberships
+are what the backstop has seen, used to find whom a policy change must remove.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
 
 from mautrix.util.async_db import Database
 
 from bridge.gate.policy import RoomPolicy
-from bridge.identity.model import Verification, VerificationSource
 
 
-def _ms(dt: datetime) -> int:
-    return int(dt.timestamp() * 1000)
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
-def _dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
-class GateStore:
+class RoomPolicyStore:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._verifications: dict[str, Verification] = {}
         self._rooms: dict[str, RoomPolicy] = {}
 
     async def load(self) -> None:
-        verifications: dict[str, Verification] = {}
-        for r in await self.db.fetch("SELECT * FROM verification"):
-            verifications[r["user_id"]] = Verification(
-                source=r["source"],
-                idnps=r["idnps"],
-                profession_code=r["profession_code"],
-                last_name=r["last_name"],
-                first_name=r["first_name"],
-                checked_at=_dt(int(r["checked_at"])),
-                valid_until=_dt(int(r["valid_until"])),
-            )
         rooms: dict[str, RoomPolicy] = {}
         for r in await self.db.fetch("SELECT room_id, protected, professions FROM room_policy"):
             profs = frozenset(p for p in str(r["professions"]).split(",") if p)
             protected = None if r["protected"] is None else bool(r["protected"])
             rooms[r["room_id"]] = RoomPolicy(protected=protected, professions=profs)
-        self._verifications = verifications
         self._rooms = rooms
-
-    # -- reads (memory) -----------------------------------------------------------------
-
-    def verification(self, user_id: str) -> Verification | None:
-        return self._verifications.get(user_id)
-
-    def verified_users(self) -> dict[str, Verification]:
-        return dict(self._verifications)
-
-    def users_with_idnps(self, idnps: str) -> list[str]:
-        return [u for u, v in self._verifications.items() if v.idnps == idnps]
 
     def room(self, room_id: str) -> RoomPolicy:
         return self._rooms.get(room_id, RoomPolicy())
 
-    # -- writes (database, then memory) -------------------------------------------------
-
-    async def bind(self, user_id: str, verification: Verification, bound_by: str) -> None:
-        now = _ms(datetime.now(UTC))
+    async def set_room(self, room_id: str, policy: RoomPolicy, updated_by: str) -> None:
         await self.db.execute(
-            "INSERT INTO verification (user_id, idnps, source, profession_code, last_name, "
-            "first_name, checked_at, valid_until, bound_by, bound_at) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
-            "ON CONFLICT (user_id) DO UPDATE SET idnps = excluded.idnps, "
-            "source = excluded.source, profession_code = excluded.profession_code, "
-            "last_name = excluded.last_name, first_name = excluded.first_name, "
-            "checked_at = excluded.checked_at, valid_until = excluded.valid_until, "
-            "bound_by = excluded.bound_by, bound_at = excluded.bound_at",
-            user_id,
-            verification.idnps,
-            verification.source,
-            verification.profession_code,
-            verification.last_name,
-            verification.first_name,
-            _ms(verification.checked_at),
-            _ms(verification.valid_until),
-            bound_by,
-            now,
+            "INSERT INTO room_policy (room_id, protected, professions, updated_by, updated_at) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_id) DO UPDATE SET "
+            "protected = excluded.protected, professions = excluded.professions, "
+            "updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+            room_id,
+            policy.protected,
+            ",".join(sorted(policy.professions)),
+            updated_by,
+            _now_ms(),
         )
-        self._verifications[user_id] = verification
-
-    async def refresh(
-        self,
-        user_id: str,
-        checked_at: datetime,
-        valid_until: datetime,
-        profession_code: str | None,
-    ) -> None:
-        """Extend a binding after a successful re-check (the profession may have changed)."""
-        current = self._verifications.get(user_id)
-        if current is None:
-            return
-        await self.db.execute(
-            "UPDATE verification SET checked_at = $2, valid_until = $3, profession_code = $4 "
-            "WHERE user_id = $1",
-            user_id,
-            _ms(checked_at),
-            _ms(valid_until),
-            profession_code,
-        )
-        self._verifications[user_id] = Verification(
-            source=current.source,
-            idnps=current.idnps,
-            profession_code=profession_code,
-            last_name=current.last_name,
-            first_name=current.first_name,
-            checked_at=checked_at,
-            valid_until=valid_until,
-        )
-
-    async def unbind(self, user_id: str) -> Verification | None:
-        await self.db.execute("DELETE FROM verification WHERE user_id = $1", user_id)
-        return self._verifications.pop(user_id, None)
+        self._rooms[room_id] = policy
 
     async def set_membership(self, room_id: str, user_id: str, membership: str) -> None:
         await self.db.execute(
@@ -132,7 +56,7 @@ class GateStore:
             room_id,
             user_id,
             membership,
-            _ms(datetime.now(UTC)),
+            _now_ms(),
         )
 
     async def rooms_of(self, user_id: str) -> list[str]:
@@ -151,20 +75,3 @@ class GateStore:
             room_id,
         )
         return [str(r["user_id"]) for r in rows]
-
-    async def set_room(self, room_id: str, policy: RoomPolicy, updated_by: str) -> None:
-        await self.db.execute(
-            "INSERT INTO room_policy (room_id, protected, professions, updated_by, updated_at) "
-            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_id) DO UPDATE SET "
-            "protected = excluded.protected, professions = excluded.professions, "
-            "updated_by = excluded.updated_by, updated_at = excluded.updated_at",
-            room_id,
-            policy.protected,
-            ",".join(sorted(policy.professions)),
-            updated_by,
-            _ms(datetime.now(UTC)),
-        )
-        self._rooms[room_id] = policy
-
-
-__all__ = ["GateStore", "VerificationSource"]

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
+from bridge.identity.text import CATALOG
+
 IdKind = Literal["rpps", "adeli"]
 ErrorCode = Literal["wrong_length", "not_digits", "bad_check_key", "empty"]
 
@@ -52,7 +54,11 @@ def luhn_key(payload: str) -> str:
 
 
 class IdentifierError(ValueError):
-    """Why a practitioner number is refused; ``message(lang)`` explains it to a user."""
+    """Why a practitioner number is refused.
+
+    ``text_key`` and ``text_params`` name the user-facing sentence in the text catalog
+    (``bridge/identity/text.py``); ``str()`` is its English rendering, for logs and the CLI.
+    """
 
     def __init__(
         self,
@@ -65,50 +71,16 @@ class IdentifierError(ValueError):
         self.raw = raw if len(raw) <= _MAX_ECHO else raw[: _MAX_ECHO - 1] + "…"
         self.kind = kind
         self.length = length
-        super().__init__(self.message("en"))
+        super().__init__(CATALOG["en"][self.text_key].format(**self.text_params))
 
-    def message(self, lang: str = "fr") -> str:
-        """A complete sentence in French (default) or English (``lang`` starting ``en``)."""
-        en = lang.lower().startswith("en")
-        label = {"rpps": "RPPS", "adeli": "ADELI"}.get(self.kind or "", "")
-        raw = self.raw
-        if self.code == "empty":
-            if en:
-                return f"No {label or 'RPPS or ADELI'} number was given."
-            return f"Aucun numéro {label or 'RPPS ou ADELI'} n'a été fourni."
-        if self.code == "not_digits":
-            if en:
-                return (
-                    f"“{raw}” is not a valid {label or 'RPPS or ADELI'} number: "
-                    "only digits are expected."
-                )
-            return (
-                f"« {raw} » n'est pas un numéro {label or 'RPPS ou ADELI'} valide : "
-                "seuls des chiffres sont attendus."
-            )
-        if self.code == "wrong_length":
-            n = self.length if self.length is not None else len(raw)
-            if self.kind == "rpps":
-                if en:
-                    return f"RPPS number {raw} must have 11 digits, it has {n}."
-                return f"Le numéro RPPS {raw} doit comporter 11 chiffres, il en a {n}."
-            if self.kind == "adeli":
-                if en:
-                    return f"ADELI number {raw} must have 9 digits, it has {n}."
-                return f"Le numéro ADELI {raw} doit comporter 9 chiffres, il en a {n}."
-            if en:
-                return (
-                    f"Number {raw} has {n} digits: an RPPS number has 11 digits and an "
-                    "ADELI number 9 (12 and 10 in IDNPS form)."
-                )
-            return (
-                f"Le numéro {raw} comporte {n} chiffres : un numéro RPPS en a 11 et un "
-                "numéro ADELI 9 (12 et 10 sous forme IDNPS)."
-            )
-        # bad_check_key
-        if en:
-            return f"{label} number {raw} has an invalid check key (last digit)."
-        return f"Le numéro {label} {raw} a une clé de contrôle invalide (dernier chiffre)."
+    @property
+    def text_key(self) -> str:
+        return f"identity.id.{self.code}.{self.kind or 'any'}"
+
+    @property
+    def text_params(self) -> dict[str, object]:
+        n = self.length if self.length is not None else len(self.raw)
+        return {"raw": self.raw, "n": n}
 
 
 def _clean(text: str, kind: IdKind | None) -> str:

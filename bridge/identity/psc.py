@@ -13,32 +13,27 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from bridge.core.ports import AuditPort
-from bridge.identity.model import DirectoryLookup, DirectoryUnavailable, Verification
+from bridge.identity.bind import Binder
+from bridge.identity.model import DirectoryUnavailable, Verification
 
 log = logging.getLogger("santeguard.psc")
 
 ExternalIdReader = Callable[[str], Awaitable[str | None]]
 
 
-class BindingStore(Protocol):
+class BindingReader(Protocol):
     def verification(self, user_id: str) -> Verification | None: ...
-    async def bind(self, user_id: str, verification: Verification, bound_by: str) -> None: ...
 
 
 class PscVerifier:
     def __init__(
         self,
         read_idnps: ExternalIdReader,
-        directory: DirectoryLookup,
-        store: BindingStore,
-        audit: AuditPort,
+        binder: Binder,
+        store: BindingReader,
         *,
-        verification_days: int,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         miss_ttl_seconds: float = 60.0,
     ) -> None:
         # Accounts without a usable PSC identity, so that refusing them again (the gate
@@ -47,11 +42,8 @@ class PscVerifier:
         self._misses: dict[str, float] = {}
         self._miss_ttl = miss_ttl_seconds
         self._read = read_idnps
-        self._directory = directory
+        self._binder = binder
         self._store = store
-        self._audit = audit
-        self._ttl = timedelta(days=verification_days)
-        self._clock = clock
 
     async def try_verify(self, user_id: str, *, at_login: bool = False) -> Verification | None:
         """Bind ``user_id`` from its PSC identity if it has one and the directory agrees."""
@@ -74,25 +66,10 @@ class PscVerifier:
             idnps = await self._read(user_id)
             if idnps is None:
                 return None
-            practitioner = await self._directory.lookup(idnps)
+            outcome = await self._binder.verify(user_id, idnps, source="psc", actor="psc")
         except (DirectoryUnavailable, ValueError) as e:
             log.warning("PSC verification of %s not possible now: %s", user_id, e)
             return None
-        if practitioner is None or not practitioner.active:
-            await self._audit.record(
-                "psc",
-                "identity.psc_refused",
-                subject=user_id,
-                details={"idnps": idnps, "found": practitioner is not None},
-            )
-            return None
-        verification = Verification.of(practitioner, "psc", self._clock(), self._ttl)
-        await self._store.bind(user_id, verification, bound_by="psc")
-        await self._audit.record(
-            "psc",
-            "identity.bound",
-            subject=user_id,
-            details={"idnps": practitioner.idnps, "source": "psc", "directory_check": True},
-        )
-        log.info("Verified %s through Pro Santé Connect", user_id)
-        return verification
+        if outcome.ok:
+            log.info("Verified %s through Pro Santé Connect", user_id)
+        return outcome.verification

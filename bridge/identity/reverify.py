@@ -10,33 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
-from bridge.core.ports import AuditPort
-from bridge.identity.model import DirectoryLookup, DirectoryUnavailable, Verification
+from bridge.core.ports import AlertPort, AuditPort, MemberEnforcerPort
+from bridge.identity.bind import Binder
+from bridge.identity.model import DirectoryUnavailable
+from bridge.identity.store import VerificationStore
 
 log = logging.getLogger("santeguard.reverify")
-
-
-class ReverifyStore(Protocol):
-    def verified_users(self) -> dict[str, Verification]: ...
-    async def unbind(self, user_id: str) -> Verification | None: ...
-    async def refresh(
-        self,
-        user_id: str,
-        checked_at: datetime,
-        valid_until: datetime,
-        profession_code: str | None,
-    ) -> None: ...
-
-
-class Enforcer(Protocol):
-    async def enforce_user(
-        self, user_id: str, *, trigger: str, reason: str | None = None
-    ) -> list[str]: ...
 
 
 @dataclass
@@ -49,46 +30,46 @@ class ReverifyReport:
 
 
 class Reverifier:
+    """Re-checks every binding; run by the scheduler (daily, and after each new import)."""
+
     def __init__(
         self,
-        store: ReverifyStore,
-        directory: DirectoryLookup,
-        enforcer: Enforcer,
+        store: VerificationStore,
+        binder: Binder,
+        enforcer: MemberEnforcerPort,
         audit: AuditPort,
-        alert: Callable[[str], Awaitable[None]],
+        alerts: AlertPort,
         *,
-        verification_days: int,
         period_seconds: float,
         retry_seconds: float = 300,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
-        self._directory = directory
+        self._binder = binder
         self._enforcer = enforcer
         self._audit = audit
-        self._alert = alert
-        self._ttl = timedelta(days=verification_days)
+        self._alerts = alerts
         self._period = period_seconds
         self._retry = retry_seconds
-        self._clock = clock
-        self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
-
-    def trigger(self) -> None:
-        """Run as soon as possible (a new extract was imported, an admin asked)."""
-        self._wake.set()
 
     async def run_once(self) -> ReverifyReport:
         async with self._lock:
             return await self._run()
 
+    async def scheduled(self) -> float:
+        """One scheduled run; returns the delay until the next (sooner after an outage)."""
+        report = await self.run_once()
+        return self._retry if report.unreachable else self._period
+
     async def _run(self) -> ReverifyReport:
         report = ReverifyReport()
         for user_id, current in sorted(self._store.verified_users().items()):
             try:
-                practitioner = await self._directory.lookup(current.idnps)
+                outcome = await self._binder.verify(
+                    user_id, current.idnps, source=current.source, actor="reverify", refresh=True
+                )
             except ValueError:
-                practitioner = None  # a stored identifier no directory can hold: not found
+                outcome = None  # a stored identifier no directory can hold: not found
             except DirectoryUnavailable as e:
                 report.unreachable = True
                 await self._audit.record(
@@ -97,14 +78,12 @@ class Reverifier:
                     subject=user_id,
                     details={"error": str(e)[:200]},
                 )
-                await self._alert(
-                    "Re-vérification interrompue : l'annuaire santé est injoignable ; personne "
-                    "n'a été retiré. Nouvel essai bientôt. / Re-verification stopped: the health "
-                    "directory is unreachable; nobody was removed. Retrying soon."
-                )
+                await self._alerts.alert("alert.reverify_unreachable")
                 return report
+            if outcome is not None and outcome.status == "gone":
+                continue  # unbound meanwhile (e.g. `!sg unverify`)
             report.checked += 1
-            if practitioner is None or not practitioner.active:
+            if outcome is None or not outcome.ok:
                 await self._store.unbind(user_id)
                 removed = await self._enforcer.enforce_user(
                     user_id, trigger="reverification", reason="no_longer_active"
@@ -118,18 +97,14 @@ class Reverifier:
                     details={
                         "idnps": current.idnps,
                         "rooms_removed": len(removed),
-                        "found": practitioner is not None,
+                        "found": outcome is not None and outcome.status != "not_found",
                     },
                 )
-                await self._alert(
-                    f"{user_id} ({current.first_name} {current.last_name}) n'est plus actif dans "
-                    f"l'annuaire : vérification retirée, retiré de {len(removed)} salon(s). / "
-                    f"{user_id} is no longer active in the directory: unverified, removed from "
-                    f"{len(removed)} room(s)."
+                name = f"{current.first_name} {current.last_name}".strip()
+                await self._alerts.alert(
+                    "alert.reverify_deactivated", user=user_id, name=name, count=len(removed)
                 )
                 continue
-            now = self._clock()
-            await self._store.refresh(user_id, now, now + self._ttl, practitioner.profession_code)
             report.refreshed += 1
         await self._audit.record(
             "reverify",
@@ -141,19 +116,3 @@ class Reverifier:
             },
         )
         return report
-
-    async def run_forever(self) -> None:
-        while True:
-            try:
-                report = await self.run_once()
-                delay = self._retry if report.unreachable else self._period
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("Re-verification failed; retrying later")
-                delay = self._retry
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), delay)
-            except TimeoutError:
-                pass

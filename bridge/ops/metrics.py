@@ -77,6 +77,26 @@ class Metrics:
             registry=r,
         )
 
+        self.job_runs = Counter(
+            "santeguard_job_runs_total",
+            "Scheduled job runs, by job and outcome (ok, failed).",
+            ["job", "outcome"],
+            registry=r,
+        )
+        self.job_duration = Histogram(
+            "santeguard_job_duration_seconds",
+            "Duration of successful scheduled job runs.",
+            ["job"],
+            buckets=(0.001, 0.01, 0.1, 1, 10, 60, 600),
+            registry=r,
+        )
+        self.job_last_success = Gauge(
+            "santeguard_job_last_success_timestamp_seconds",
+            "When each scheduled job last succeeded (Unix time).",
+            ["job"],
+            registry=r,
+        )
+
     def count_event_types(self, events: list[dict[str, object]]) -> None:
         """Count a transaction's events by type: one labelled increment per distinct type."""
         counts: dict[str, int] = {}

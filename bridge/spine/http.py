@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.gate.decision import GATE_CALLBACKS, Gate
+from bridge.core.antispam import GATE_CALLBACKS, GatePort
 from bridge.ops.metrics import Metrics
 from bridge.spine.validate import TransactionError, validate_transaction, validate_txn_id
 
@@ -52,7 +52,7 @@ class AppserviceServer:
         metrics: Metrics,
         store_txn: StoreTxn,
         on_stored: OnStored,
-        gate: Gate,
+        gate: GatePort,
         readiness: Probe,
         user_query: UserQuery,
     ) -> None:

@@ -15,12 +15,13 @@ from mautrix.util.async_db import Database
 
 from bridge.identity.identifiers import IdentifierError
 from bridge.identity.model import DirectoryLookup, DirectoryUnavailable
-from bridge.identity.sources import extract as ex
 from bridge.identity.sources.extract import (
     ExtractDirectory,
     ExtractFormatError,
     ImportSuperseded,
     import_extract,
+    importer,
+    parse,
 )
 
 SAMPLE_NAME = "PS_LibreAcces_Personne_activite_sample.txt"
@@ -322,12 +323,12 @@ async def test_reimport_replaces_atomically(db: Database, sample: Path, tmp_path
 
 
 async def test_superseded_import_does_not_become_current(db: Database, sample: Path) -> None:
-    stale = await ex._start_import(db, "stale.txt")
+    stale = await importer._start_import(db, "stale.txt")
     report = await import_extract(db, sample)  # abandons the "running" stale import
-    reader = ex._ExtractReader(sample, batch_size=10, max_examples=1, check_adeli_key=True)
+    reader = parse._ExtractReader(sample, batch_size=10, max_examples=1, check_adeli_key=True)
     reader.close()
     with pytest.raises(ImportSuperseded):
-        await ex._switch(db, stale, reader, 0)
+        await importer._switch(db, stale, reader, 0)
     assert await db.fetchval("SELECT id FROM directory_import WHERE is_current") == report.import_id
     assert await db.fetchval("SELECT status FROM directory_import WHERE id = $1", stale) == (
         "abandoned"

@@ -8,13 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bridge.app.wiring import build_translator
+from bridge.identity.matching import name_matches
 from bridge.identity.model import (
     PROFESSIONS_G15,
     DirectoryUnavailable,
     Practitioner,
     Verification,
     fold,
-    name_matches,
     profession_codes,
     profession_label,
 )
@@ -134,6 +135,7 @@ def test_practitioner_helpers() -> None:
 
 def test_directory_unavailable_messages() -> None:
     e = DirectoryUnavailable("connect timeout to gateway")
-    assert "injoignable" in e.message("fr")
-    assert "cannot be reached" in e.message("en")
-    assert "gateway" not in e.message("fr")
+    t = build_translator(strict=True)
+    assert "injoignable" in t.t(e.TEXT_KEY, "fr")
+    assert "cannot be reached" in t.t(e.TEXT_KEY, "en")
+    assert "gateway" not in t.t(e.TEXT_KEY, "fr")

@@ -1,9 +1,8 @@
-"""The synchronous gate: decisions for synapse-http-antispam callbacks.
+"""The synchronous gate's contract with the HTTP layer: callbacks, decisions, the port.
 
-Synapse calls these over HTTP *before* an invite, join, room creation or message takes
-effect, and refuses the action on any non-2xx answer (the module is configured
-fail-closed). This foundation version allows everything; the verified-practitioner
-gate and forced encryption plug their policy in behind the same interface.
+Synapse calls these (synapse-http-antispam and SantéGuard's room module) *before* an
+invite, join, room creation or message takes effect, and refuses the action on any
+non-2xx answer (the module is configured fail-closed).
 """
 
 from __future__ import annotations
@@ -42,12 +41,5 @@ class GateDecision:
         return cls(False, errcode, reason)
 
 
-class Gate(Protocol):
+class GatePort(Protocol):
     async def decide(self, callback: str, payload: dict[str, Any]) -> GateDecision: ...
-
-
-class AllowAllGate:
-    """Placeholder policy: every callback is allowed."""
-
-    async def decide(self, callback: str, payload: dict[str, Any]) -> GateDecision:
-        return GateDecision.allowed()

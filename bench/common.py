@@ -1,0 +1,287 @@
+"""Helpers shared by the benchmarks: configuration, summaries, load, child processes.
+
+The benchmarks are run from a checkout but must not depend on the test suite, so the
+few test helpers they used (tokens, ``free_port``, ``make_config``) have a copy here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import signal
+import socket
+import statistics
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+from bridge.config import Config
+
+T = TypeVar("T")
+
+AS_TOKEN = "as-token-3c1f0c5e9b7d4a21"
+HS_TOKEN = "hs-token-8e2d7f6a1b9c4e53"
+GATE_TOKEN = "gate-token-5a7e9c1d3f2b4e68"
+
+
+# -- configuration ----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_config(db_uri: str, homeserver: str = "http://127.0.0.1:9", **sections: Any) -> Config:
+    """A SantéGuard config on loopback with the tokens above; ``sections`` update it."""
+    port = free_port()
+    data: dict[str, Any] = {
+        "homeserver": {"address": homeserver, "domain": "santeguard.test"},
+        "appservice": {
+            "address": f"http://127.0.0.1:{port}",
+            "hostname": "127.0.0.1",
+            "port": port,
+            "as_token": AS_TOKEN,
+            "hs_token": HS_TOKEN,
+            "max_body_bytes": 256 * 1024,
+        },
+        "antispam": {"token": GATE_TOKEN},
+        "database": {"uri": db_uri},
+        "dispatch": {"retry_base_seconds": 0.01, "max_attempts": 3},
+        "bot": {"admins": ["@admin:santeguard.test"]},
+        "gate": {"protect_by_default": False},
+    }
+    for key, value in sections.items():
+        data.setdefault(key, {}).update(value)
+    return Config(**data)
+
+
+# -- summaries --------------------------------------------------------------------------
+
+
+def quantile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank quantile of an ascending list."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, min(len(sorted_values), round(q * len(sorted_values) + 0.5)))
+    return sorted_values[rank - 1]
+
+
+@dataclass
+class Summary:
+    values_ms: list[float]
+
+    @property
+    def sorted(self) -> list[float]:
+        return sorted(self.values_ms)
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.values_ms) if self.values_ms else float("nan")
+
+    @property
+    def p99(self) -> float:
+        return quantile(self.sorted, 0.99)
+
+    @property
+    def max(self) -> float:
+        return max(self.values_ms) if self.values_ms else float("nan")
+
+
+# -- stop handling (in child processes) -------------------------------------------------
+
+
+def install_stop(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def wait_stop(stop: asyncio.Event, parent: int, limit: float) -> None:
+    """Until SIGTERM, the parent's death, or ``limit`` seconds: no orphan outlives a run."""
+    deadline = time.monotonic() + limit
+    while not stop.is_set() and os.getppid() == parent and time.monotonic() < deadline:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+
+
+# -- raw HTTP load ------------------------------------------------------------------------
+
+
+@dataclass
+class LoadResult:
+    latencies_ms: list[float]  # from the moment each request is sent
+    lags_ms: list[float] = field(default_factory=list)  # send time minus scheduled time
+    statuses: collections.Counter[str] = field(default_factory=collections.Counter)
+    connections: int = 0
+
+
+class HTTPConnection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection, one request at a time (Content-Length only).
+
+    Far cheaper per request than aiohttp's client, so the generator keeps its schedule
+    at 1,000 req/s on a 2-core machine and what is measured is the server.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._waiter: asyncio.Future[int] | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(ConnectionError("connection closed"))
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(self._buffer[:end]).decode("latin-1").split("\r\n")
+        length = 0
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        if len(self._buffer) < end + 4 + length:
+            return
+        del self._buffer[: end + 4 + length]
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(int(head[0].split(" ", 2)[1]))
+
+    def send(self, request: bytes) -> asyncio.Future[int]:
+        assert self.transport is not None
+        self._waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return self._waiter
+
+
+class LoadClient:
+    """A pool of keep-alive connections: idle ones are reused, more opened on demand."""
+
+    def __init__(self, port: int, path: str, token: str) -> None:
+        self._port = port
+        self._head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+        ).encode()
+        self._idle: list[HTTPConnection] = []
+        self._all: list[HTTPConnection] = []
+
+    async def post(self, body: bytes, timeout: float = 5) -> int:
+        conn = None
+        while self._idle:
+            candidate = self._idle.pop()
+            if not candidate.closed:
+                conn = candidate
+                break
+        if conn is None:
+            loop = asyncio.get_running_loop()
+            _, conn = await loop.create_connection(HTTPConnection, "127.0.0.1", self._port)
+            self._all.append(conn)
+        request = self._head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+        status = await asyncio.wait_for(conn.send(request), timeout)
+        self._idle.append(conn)
+        return status
+
+    @property
+    def connections(self) -> int:
+        return len(self._all)
+
+    def close(self) -> None:
+        for conn in self._all:
+            if conn.transport is not None:
+                conn.transport.close()
+
+
+async def open_loop(client: LoadClient, bodies: Sequence[bytes], rate: float) -> LoadResult:
+    """Send ``bodies`` at ``rate`` per second on a fixed schedule, never waiting for answers.
+
+    Latency runs from the actual send; how late the generator was against its schedule
+    is reported apart (``lags_ms``), so a generator that fell behind shows up rather
+    than hiding in (or inflating) the server's figures.
+    """
+    result = LoadResult([])
+    clock = time.perf_counter  # uvloop's loop.time() only has millisecond resolution
+
+    async def one(due: float, body: bytes) -> None:
+        sent = clock()
+        result.lags_ms.append(max(0.0, sent - due) * 1000)
+        try:
+            status = await client.post(body)
+        except (OSError, TimeoutError) as e:
+            result.statuses[type(e).__name__] += 1
+            return
+        result.statuses[str(status)] += 1
+        result.latencies_ms.append((clock() - sent) * 1000)
+
+    tasks: list[asyncio.Task[None]] = []
+    start = clock() + 0.01
+    for i, body in enumerate(bodies):
+        due = start + i / rate
+        delay = due - clock()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(due, body)))
+    await asyncio.wait_for(asyncio.gather(*tasks), 30)
+    result.connections = client.connections
+    return result
+
+
+def run_client(coro: Coroutine[Any, Any, T], loop_kind: str = "uvloop") -> T:
+    """The load generator's event loop: uvloop (when installed) or asyncio's own."""
+    if loop_kind == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run(coro)
+    return asyncio.run(coro)
+
+
+# -- server processes ---------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """A server run in a child process: ``target(*args, port, parent_pid, ready_event)``."""
+
+    name: str
+    target: Callable[..., None]
+    args: tuple[Any, ...]
+    port: int = 0
+    proc: Any = None
+
+
+def start_server(ctx: Any, t: Target) -> None:
+    """Start ``t`` on a free port and wait until it sets its ready event."""
+    ready = ctx.Event()
+    t.port = free_port()
+    t.proc = ctx.Process(target=t.target, args=(*t.args, t.port, os.getpid(), ready), daemon=True)
+    t.proc.start()
+    deadline = time.monotonic() + 120
+    while not ready.wait(0.2):
+        if not t.proc.is_alive():
+            raise RuntimeError(f"{t.name} exited during start-up ({t.proc.exitcode})")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{t.name} did not start")
+
+
+def stop_process(proc: Any, grace: float = 30) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds; nothing if already gone."""
+    if proc is None or not proc.is_alive():
+        return
+    proc.terminate()
+    proc.join(grace)
+    if proc.is_alive():
+        proc.kill()
+        proc.join(5)

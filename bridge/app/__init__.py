@@ -1,0 +1,298 @@
+"""The composition root: builds every part, wires them, starts and stops them.
+
+Start order: database (upgraded) and in-memory stores → HTTP server (so the homeserver
+can deliver) → dispatcher (drains whatever was stored before a crash) → scheduled jobs
+→ bot registration, retried in the background while the homeserver is unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+from aiohttp import web
+
+from bridge import __version__
+from bridge.app.wiring import (
+    build_command_service,
+    build_device,
+    build_directory,
+    build_psc,
+    build_translator,
+    network_policy,
+)
+from bridge.audit.log import AuditLog
+from bridge.commands.log import CommandLog
+from bridge.commands.membership import BotMembership
+from bridge.commands.rooms import LanguageSetting, RoomStore
+from bridge.config import Config
+from bridge.core.antispam import GatePort
+from bridge.core.ports import Subscriber
+from bridge.db.database import open_database
+from bridge.e2ee.commands import EncryptionCommands
+from bridge.e2ee.forced import ForcedEncryption
+from bridge.e2ee.hooks import EncryptedEvents
+from bridge.gate.backstop import Backstop
+from bridge.gate.commands import RoomCommands
+from bridge.gate.decide import Gatekeeper
+from bridge.gate.store import RoomPolicyStore
+from bridge.identity.bind import Binder
+from bridge.identity.commands import IdentityCommands
+from bridge.identity.imports import ImportWatch
+from bridge.identity.reverify import Reverifier
+from bridge.identity.sources.fhir import FhirDirectory
+from bridge.identity.store import VerificationStore
+from bridge.matrix.bot_account import BotAccount
+from bridge.matrix.client import MatrixClient
+from bridge.ops.alerts import AdminAlerts
+from bridge.ops.health import Readiness
+from bridge.ops.metrics import Metrics
+from bridge.ops.scheduler import Job, Scheduler
+from bridge.ops.status import Status
+from bridge.spine.dispatch import Dispatcher
+from bridge.spine.http import AppserviceServer
+from bridge.spine.queue import EventQueueStore
+from bridge.spine.routes import EventRoutes
+
+__all__ = ["SanteGuard", "network_policy"]
+
+log = logging.getLogger("santeguard")
+
+
+class SanteGuard:
+    """One running SantéGuard instance. Build it inside a running event loop."""
+
+    def __init__(self, config: Config, *, gate: GatePort | None = None) -> None:
+        cfg = self.config = config
+        self.metrics = Metrics()
+        self.translator = build_translator()
+        self.db = open_database(
+            cfg.database.uri,
+            sqlite_synchronous=cfg.database.sqlite_synchronous,
+            min_size=cfg.database.min_size,
+            max_size=cfg.database.max_size,
+        )
+        self.queue = EventQueueStore(self.db, sqlite_synchronous=cfg.database.sqlite_synchronous)
+        self.audit = AuditLog(self.db)
+        self.verifications = VerificationStore(self.db)
+        self.room_policies = RoomPolicyStore(self.db)
+        self.rooms = RoomStore(self.db)
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=True if cfg.homeserver.verify_ssl else False),
+            headers={"User-Agent": f"SanteGuard/{__version__}"},
+        )
+        self.matrix = MatrixClient(
+            cfg.homeserver.address,
+            cfg.bot_mxid,
+            cfg.appservice.as_token.get_secret_value(),
+            self.session,
+            bot_displayname=cfg.appservice.bot_displayname,
+        )
+        lang, t = cfg.bot.language, self.translator
+        self.alerts = AdminAlerts(self.matrix, t, admin_room=cfg.gate.admin_room, language=lang)
+
+        # Identity: the directory, the one binding path, zero-touch PSC.
+        self.directory = build_directory(cfg, self.db)
+        self.binder = Binder(
+            self.verifications,
+            self.directory,
+            self.audit,
+            verification_days=cfg.gate.verification_days,
+        )
+        psc = build_psc(cfg, self.session, self.binder, self.verifications)
+
+        # Gate: synchronous decisions, backstop, forced encryption.
+        self.gatekeeper = Gatekeeper(
+            self.room_policies,
+            self.verifications,
+            network_policy(cfg),
+            self.audit,
+            t,
+            language=lang,
+            encrypted_by_default=cfg.gate.homeserver_encrypts_by_default,
+            zero_touch=psc,
+        )
+        self.gate: GatePort = gate or self.gatekeeper
+        self.backstop = Backstop(
+            self.gatekeeper,
+            self.room_policies,
+            self.matrix,
+            self.audit,
+            self.alerts,
+            t,
+            language=lang,
+        )
+        self.forced = ForcedEncryption(
+            self.gatekeeper,
+            self.matrix,
+            self.audit,
+            self.alerts,
+            t,
+            require_encryption=cfg.gate.require_encryption,
+            language=lang,
+        )
+        self.crypto = build_device(
+            cfg, self.session, self.matrix, self.rooms, t, self.gatekeeper.admits
+        )
+        self.reverifier = Reverifier(
+            self.verifications,
+            self.binder,
+            self.backstop,
+            self.audit,
+            self.alerts,
+            period_seconds=cfg.gate.reverify_hours * 3600,
+        )
+
+        # Commands, and the bot's presence in rooms.
+        self.status = Status(
+            __version__,
+            queue_depth=self.queue.depth,
+            rooms_watched=self.rooms.count_joined,
+            set_room_language=LanguageSetting(self.rooms, self.audit).set,
+        )
+        self.commands = build_command_service(
+            cfg,
+            t,
+            (
+                EncryptionCommands(self.crypto),
+                IdentityCommands(
+                    binder=self.binder,
+                    store=self.verifications,
+                    enforcer=self.backstop,
+                    profiles=self.matrix,
+                    audit=self.audit,
+                ),
+                RoomCommands(
+                    store=self.room_policies,
+                    backstop=self.backstop,
+                    encryption=self.forced,
+                    audit=self.audit,
+                    admins=frozenset(cfg.bot.admins),
+                ),
+            ),
+            status=self.status,
+            matrix=self.matrix,
+            rooms=self.rooms,
+            audit=self.audit,
+            command_log=CommandLog(self.db),
+        )
+        membership = BotMembership(
+            self.matrix, self.rooms, self.audit, on_joined=[self.forced.ensure_encrypted]
+        )
+
+        # Events: each capability subscribes to the types it handles.
+        self.routes = EventRoutes(cfg.bot_mxid)
+        subscribers: list[Subscriber] = [self.backstop, self.forced, membership, self.commands]
+        if self.crypto is not None:
+            subscribers.append(EncryptedEvents(self.crypto))
+        for subscriber in subscribers:
+            subscriber.subscribe(self.routes)
+        self.dispatcher = Dispatcher(
+            self.queue,
+            self.routes.handle,
+            self.metrics,
+            max_concurrent_rooms=cfg.dispatch.max_concurrent_rooms,
+            max_attempts=cfg.dispatch.max_attempts,
+            retry_base_seconds=cfg.dispatch.retry_base_seconds,
+        )
+        self.bot = BotAccount(self.matrix, after=[self.crypto.start] if self.crypto else [])
+        self.scheduler = self._schedule()
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def bot_ready(self) -> asyncio.Event:
+        return self.bot.ready
+
+    def _schedule(self) -> Scheduler:
+        scheduler = Scheduler(self.metrics)
+        keep_ms = self.config.dispatch.keep_done_seconds * 1000
+
+        async def prune() -> None:
+            await self.queue.prune_done(keep_ms)
+
+        async def reverify() -> float:
+            return await self.reverifier.scheduled()
+
+        async def checkpoint() -> None:
+            await self.queue.checkpoint()
+
+        imports = ImportWatch(self.db, lambda: scheduler.trigger("reverify"))
+
+        async def watch_imports() -> None:
+            await imports.poll()
+
+        for job in (
+            Job("wal_checkpoint", checkpoint, interval_seconds=1),
+            Job("import_watch", watch_imports, interval_seconds=10, first_delay_seconds=0),
+            Job("prune_done", prune, interval_seconds=60),
+            # Re-checks remove members, so they wait for the bot; the first runs at once.
+            Job(
+                "reverify",
+                reverify,
+                interval_seconds=self.config.gate.reverify_hours * 3600,
+                retry_seconds=300,
+                first_delay_seconds=0,
+                after=self.bot.ready,
+            ),
+        ):
+            scheduler.add(job)
+        return scheduler
+
+    def _server(self) -> AppserviceServer:
+        cfg = self.config
+        antispam_token = cfg.antispam.token.get_secret_value() if cfg.antispam.token else None
+        if antispam_token is None:
+            log.warning("antispam.token is not set: the synchronous gate refuses every callback")
+        return AppserviceServer(
+            hs_token=cfg.appservice.hs_token.get_secret_value(),
+            antispam_token=antispam_token,
+            antispam_path=cfg.antispam.path,
+            max_body_bytes=cfg.appservice.max_body_bytes,
+            metrics=self.metrics,
+            store_txn=self.queue.store_transaction,
+            on_stored=self.dispatcher.submit,
+            gate=self.gate,
+            readiness=Readiness(
+                {"database": self._db_ok, "homeserver": self.matrix.homeserver_reachable}
+            ),
+            user_query=self.bot.user_query,
+        )
+
+    async def _db_ok(self) -> bool:
+        await self.db.fetchval("SELECT 1")
+        return True
+
+    async def start(self) -> None:
+        cfg = self.config
+        await self.db.start()
+        await self.queue.open()
+        self.audit.use_writer(self.queue.writer)
+        await self.verifications.load()
+        await self.room_policies.load()
+        self._runner = web.AppRunner(self._server().build_app(), access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, cfg.appservice.hostname, cfg.appservice.port).start()
+        log.info(
+            "SantéGuard %s listening on %s:%d",
+            __version__,
+            cfg.appservice.hostname,
+            cfg.appservice.port,
+        )
+        await self.dispatcher.start()
+        self.scheduler.start()
+        self.bot.start()
+
+    async def stop(self) -> None:
+        await self.bot.stop()
+        await self.scheduler.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.dispatcher.stop()
+        if self.crypto is not None:
+            await self.crypto.stop()
+        if isinstance(self.directory, FhirDirectory):
+            await self.directory.close()
+        await self.session.close()
+        await self.queue.close()
+        await self.db.stop()

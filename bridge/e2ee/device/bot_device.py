@@ -1,0 +1,243 @@
+"""``BotDevice``: the one object the rest of SantéGuard holds for end-to-end encryption.
+
+It owns the lifecycle (restore or create the device, publish its keys and cross-signed
+identity, keep it syncing) and hands each job to a collaborator built around the same
+nio client: ``Decryptor`` for incoming events, ``EncryptedSender`` for replies,
+``EncryptedRooms`` for knowing which rooms need them, ``DeviceSync`` for the sync loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from nio import AsyncClient, WhoamiError
+
+from bridge.e2ee.cross_signing import CrossSigningKeys, publish
+from bridge.e2ee.device.credentials import (
+    close_client,
+    device_signer,
+    load_or_login,
+    open_client,
+    upload_keys,
+)
+from bridge.e2ee.device.decrypt import Decryptor, UndecryptableNotice
+from bridge.e2ee.device.key_requests import KeyRequests
+from bridge.e2ee.device.rooms import EncryptedRooms
+from bridge.e2ee.device.share import DeviceAllowed, EncryptedSender, allow_all
+from bridge.e2ee.device.sync import DeviceSync
+from bridge.e2ee.device.undecryptable import UndecryptableLog
+from bridge.e2ee.errors import CryptoError
+from bridge.e2ee.files import ensure_private_dir, restrict_tree
+from bridge.e2ee.http import HomeserverApi
+from bridge.e2ee.status import RoomEncryption, UndecryptableDevice
+
+log = logging.getLogger("santeguard.crypto")
+
+
+class BotDevice:
+    """The bot's one encrypted device. ``start`` once the bot user exists."""
+
+    def __init__(
+        self,
+        *,
+        homeserver: str,
+        user_id: str,
+        as_token: str,
+        session: aiohttp.ClientSession,
+        store_path: Path,
+        display_name: str = "SantéGuard",
+        key_wait_seconds: float = 2.0,
+        give_up_seconds: float = 60.0,
+        sync_timeout_ms: int = 30_000,
+        verify_ssl: bool = True,
+        device_allowed: DeviceAllowed = allow_all,
+        on_undecryptable: UndecryptableNotice | None = None,
+    ) -> None:
+        self.homeserver = homeserver.rstrip("/")
+        self.user_id = user_id
+        self._as_token = as_token
+        self._api = HomeserverApi(session, self.homeserver)
+        self._store = Path(store_path)
+        self._display_name = display_name
+        self._verify_ssl = verify_ssl
+        self._client: AsyncClient | None = None
+        self._token = ""  # the device's access token, once started
+        self.cross_signed = False
+        self._sync = DeviceSync(self._store, sync_timeout_ms)
+        self._key_requests = KeyRequests()
+        self._undecryptable = UndecryptableLog(self._store)
+        self._decryptor = Decryptor(
+            sync=self._sync,
+            key_requests=self._key_requests,
+            undecryptable=self._undecryptable,
+            key_wait_seconds=key_wait_seconds,
+            give_up_seconds=give_up_seconds,
+            on_undecryptable=on_undecryptable,
+        )
+        self._rooms = EncryptedRooms(self._api, user_id, as_token)
+        self._sender = EncryptedSender(self._api, user_id, self._sync, device_allowed)
+
+    # -- identity --------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self._sync.ready
+
+    @property
+    def device_id(self) -> str | None:
+        return str(self._client.device_id) if self._client is not None else None
+
+    @property
+    def identity_keys(self) -> dict[str, str]:
+        """The device's curve25519 and ed25519 public keys."""
+        if self._client is None or self._client.olm is None:
+            return {}
+        return dict(self._client.olm.account.identity_keys)
+
+    # -- settings, held by the collaborator that uses them (tests change them live) --
+
+    @property
+    def device_allowed(self) -> DeviceAllowed:
+        """Policy hook: may this user's devices receive the bot's room keys?"""
+        return self._sender.device_allowed
+
+    @device_allowed.setter
+    def device_allowed(self, value: DeviceAllowed) -> None:
+        self._sender.device_allowed = value
+
+    @property
+    def on_undecryptable(self) -> UndecryptableNotice | None:
+        return self._decryptor.on_undecryptable
+
+    @on_undecryptable.setter
+    def on_undecryptable(self, value: UndecryptableNotice | None) -> None:
+        self._decryptor.on_undecryptable = value
+
+    @property
+    def key_wait_seconds(self) -> float:
+        """How long an event waits for the device, then for its room key, before a retry."""
+        return self._decryptor.key_wait_seconds
+
+    @key_wait_seconds.setter
+    def key_wait_seconds(self, value: float) -> None:
+        self._decryptor.key_wait_seconds = value
+
+    @property
+    def give_up_seconds(self) -> float:
+        """How long an undecryptable event is retried before the room is told."""
+        return self._decryptor.give_up_seconds
+
+    @give_up_seconds.setter
+    def give_up_seconds(self, value: float) -> None:
+        self._decryptor.give_up_seconds = value
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Restore (or create once) the device, publish keys and identity, start syncing."""
+        if self._sync.ready:
+            return
+        ensure_private_dir(self._store)
+        creds = await load_or_login(
+            self._api,
+            self._store,
+            user_id=self.user_id,
+            as_token=self._as_token,
+            display_name=self._display_name,
+        )
+        client = open_client(
+            self.homeserver, self.user_id, self._store, creds, verify_ssl=self._verify_ssl
+        )
+        self._key_requests.install_forward_policy(client.olm)
+        self._client = client
+        self._token = creds.access_token
+        restrict_tree(self._store)
+        try:
+            await upload_keys(client)
+            keys = CrossSigningKeys.load_or_create(self._store, self.user_id)
+            await publish(
+                self._api,
+                keys,
+                device_id=creds.device_id,
+                device_token=self._token,
+                as_token=self._as_token,
+                device_sign_json=device_signer(client, self.user_id),
+            )
+            self.cross_signed = True
+            # Full state on the first sync after a restart: nio keeps no room state on disk.
+            await self._sync.once(client, 0, full_state=client.loaded_sync_token is not None)
+        except BaseException:
+            await self._close_client()
+            raise
+        restrict_tree(self._store)
+        self._sync.run(client)
+        log.info(
+            "Encrypted device %s ready (ed25519 %s)",
+            creds.device_id,
+            self.identity_keys.get("ed25519"),
+        )
+
+    async def stop(self) -> None:
+        await self._sync.stop()
+        await self._close_client()
+
+    async def _close_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await close_client(client)
+
+    async def _wait_ready(self) -> AsyncClient:
+        return await self._sync.wait_ready(self.key_wait_seconds)
+
+    # -- decryption ------------------------------------------------------------------
+
+    async def decrypt(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """The clear event for an ``m.room.encrypted`` room event.
+
+        Raises ``TransientError`` while the room key may still come (the dispatcher retries
+        the event); after ``give_up_seconds`` records the sender's device, sends the room a
+        notice through ``on_undecryptable`` and returns None.
+        """
+        client = await self._wait_ready()
+        self.note_encryption(str(event["room_id"]))
+        return await self._decryptor.decrypt(client, event)
+
+    def undecryptable(self, room_id: str) -> tuple[UndecryptableDevice, ...]:
+        return self._undecryptable.for_room(room_id)
+
+    # -- encryption ------------------------------------------------------------------
+
+    def note_encryption(self, room_id: str) -> None:
+        """The room is encrypted (seen ``m.room.encryption`` or an encrypted event)."""
+        self._rooms.note(room_id)
+
+    async def is_encrypted(self, room_id: str) -> bool:
+        """Whether replies to the room must be encrypted (a stale "no" would leak one)."""
+        return await self._rooms.is_encrypted(room_id, self._client, self._token)
+
+    async def room_encryption(self, room_id: str) -> RoomEncryption:
+        algorithm = await self._rooms.algorithm(room_id, self._token)
+        return RoomEncryption(
+            encrypted=algorithm is not None,
+            algorithm=algorithm or None,
+            bot_device_id=self.device_id,
+            cross_signed=self.cross_signed,
+            undecryptable=self.undecryptable(room_id),
+        )
+
+    async def send_encrypted(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
+        """Encrypt and send; the room key goes only to devices of allowed members."""
+        client = await self._wait_ready()
+        return await self._sender.send(client, self._token, room_id, event_type, content)
+
+    async def whoami_device(self) -> str:
+        """The device ID the homeserver associates with our token (tests, diagnostics)."""
+        if self._client is None:
+            raise CryptoError("the encrypted device is not started")
+        resp = await self._client.whoami()
+        if isinstance(resp, WhoamiError):
+            raise CryptoError(f"whoami failed: {resp.status_code}")
+        return str(resp.device_id)

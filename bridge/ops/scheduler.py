@@ -1,0 +1,101 @@
+"""Periodic jobs by name: one small scheduler instead of tick-counting loops.
+
+Each job runs in its own task, so a slow or failing job never delays another; a failure
+is logged and counted, and the job runs again after its ``retry_seconds``. A job may
+return the delay until its next run (e.g. sooner after a directory outage), may be
+triggered early by name, and may wait for a start condition (e.g. the bot being ready).
+Runs, failures, durations and last success are in the metrics, labelled by job name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bridge.ops.metrics import Metrics
+
+log = logging.getLogger("santeguard.scheduler")
+
+JobFn = Callable[[], Awaitable[float | None]]
+"""One run; returns the delay until the next run, or None for the job's interval."""
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    name: str
+    run: JobFn
+    interval_seconds: float
+    retry_seconds: float | None = None  # after a failure; default: the interval
+    first_delay_seconds: float | None = None  # default: the interval
+    after: asyncio.Event | None = None  # start only once this is set
+
+
+class Scheduler:
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._jobs: dict[str, Job] = {}
+        self._wake: dict[str, asyncio.Event] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def add(self, job: Job) -> None:
+        if job.name in self._jobs:
+            raise ValueError(f"job {job.name!r} is already scheduled")
+        if self._tasks:
+            raise RuntimeError("add jobs before the scheduler starts")
+        self._jobs[job.name] = job
+        self._wake[job.name] = asyncio.Event()
+
+    @property
+    def jobs(self) -> tuple[str, ...]:
+        return tuple(self._jobs)
+
+    def trigger(self, name: str) -> None:
+        """Run job ``name`` as soon as possible (a new import arrived, an admin asked)."""
+        self._wake[name].set()
+
+    def start(self) -> None:
+        for job in self._jobs.values():
+            self._tasks.append(asyncio.create_task(self._loop(job), name=f"santeguard-{job.name}"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def _sleep(self, name: str, seconds: float) -> None:
+        wake = self._wake[name]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), seconds)
+        wake.clear()
+
+    async def _loop(self, job: Job) -> None:
+        if job.after is not None:
+            await job.after.wait()
+        first = job.interval_seconds if job.first_delay_seconds is None else job.first_delay_seconds
+        await self._sleep(job.name, first)
+        while True:
+            delay = await self.run_once(job)
+            await self._sleep(job.name, delay)
+
+    async def run_once(self, job: Job) -> float:
+        """Run ``job`` once, isolated; return the delay until its next run."""
+        started = time.perf_counter()
+        try:
+            next_delay = await job.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("Job %s failed; it runs again later", job.name)
+            self._metrics.job_runs.labels(job=job.name, outcome="failed").inc()
+            return job.retry_seconds if job.retry_seconds is not None else job.interval_seconds
+        self._metrics.job_runs.labels(job=job.name, outcome="ok").inc()
+        self._metrics.job_duration.labels(job=job.name).observe(time.perf_counter() - started)
+        self._metrics.job_last_success.labels(job=job.name).set(time.time())
+        return job.interval_seconds if next_delay is None else next_delay

@@ -1,0 +1,264 @@
+"""Table tests for the pure transaction-shape checks (bridge/spine/validate.py).
+
+One row per branch of ``validate_txn_id`` and ``validate_transaction``: every accepted
+shape and every ``TransactionError`` (spec errcode, metrics reason, and the part of
+the message that says where). tests/test_transactions.py covers the HTTP endpoint;
+this table stands on its own and needs no server or database.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bridge.spine.validate import (
+    MAX_EVENT_TYPE_LEN,
+    MAX_TXN_ID_LEN,
+    TransactionError,
+    validate_transaction,
+    validate_txn_id,
+)
+
+REQUIRED = ("type", "event_id", "room_id", "sender")
+EXTENSIONS = (
+    "ephemeral",
+    "de.sorunome.msc2409.ephemeral",
+    "to_device",
+    "de.sorunome.msc2409.to_device",
+)
+
+DROP = object()
+
+
+def ev(**overrides: Any) -> dict[str, Any]:
+    """A minimal valid room event; ``key=DROP`` removes a field."""
+    out: dict[str, Any] = {
+        "type": "m.room.message",
+        "event_id": "$e1",
+        "room_id": "!r:sante.example",
+        "sender": "@alice:sante.example",
+    }
+    for key, value in overrides.items():
+        if value is DROP:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    return out
+
+
+# ---------------------------------------------------------------------------
+# validate_txn_id
+
+
+@pytest.mark.parametrize(
+    "txn_id",
+    [
+        pytest.param("1", id="one-char"),
+        pytest.param("m1710400000000.42", id="typical-synapse-id"),
+        pytest.param("é" * 10, id="non-ascii"),
+        pytest.param("x" * MAX_TXN_ID_LEN, id="exactly-max-length"),
+    ],
+)
+def test_txn_id_accepted(txn_id: str) -> None:
+    assert validate_txn_id(txn_id) is None
+
+
+@pytest.mark.parametrize(
+    "txn_id",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("x" * (MAX_TXN_ID_LEN + 1), id="one-over-max-length"),
+    ],
+)
+def test_txn_id_refused(txn_id: str) -> None:
+    with pytest.raises(TransactionError) as info:
+        validate_txn_id(txn_id)
+    err = info.value
+    assert (err.errcode, err.reason) == ("M_INVALID_PARAM", "bad_txn_id")
+    assert str(MAX_TXN_ID_LEN) in err.message
+    assert str(err) == err.message
+    assert isinstance(err, ValueError)
+
+
+# ---------------------------------------------------------------------------
+# validate_transaction: accepted shapes
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param({"events": []}, id="no-events"),
+        pytest.param({"events": [ev()]}, id="minimal-event-no-content"),
+        pytest.param({"events": [ev(content={"body": "x"})]}, id="content-object"),
+        pytest.param({"events": [ev(content=None)]}, id="content-null"),
+        pytest.param({"events": [ev(type="t" * MAX_EVENT_TYPE_LEN)]}, id="type-at-max-length"),
+        pytest.param({"events": [ev(type="org.example.custom")]}, id="custom-event-type"),
+        pytest.param(
+            {"events": [ev(state_key="", unsigned={"age": 1}, origin_server_ts=1)]},
+            id="extra-event-fields",
+        ),
+        pytest.param(
+            {"events": [ev(), ev(event_id="$e2", room_id="!s:sante.example")]},
+            id="several-events",
+        ),
+        pytest.param({"events": [], "txn_extra": 1}, id="unknown-top-level-key"),
+        *(pytest.param({"events": [], key: []}, id=f"extension-{key}-list") for key in EXTENSIONS),
+        pytest.param(
+            {"events": [ev()], **{key: [{"type": "m.typing"}] for key in EXTENSIONS}},
+            id="all-extensions-non-empty",
+        ),
+    ],
+)
+def test_transaction_accepted(data: dict[str, Any]) -> None:
+    events = validate_transaction(data)
+    assert events is data["events"]
+
+
+# ---------------------------------------------------------------------------
+# validate_transaction: refused shapes
+
+
+def refused(data: Any, reason: str, fragment: str, id: str, errcode: str = "M_BAD_JSON") -> Any:
+    return pytest.param(data, errcode, reason, fragment, id=id)
+
+
+@pytest.mark.parametrize(
+    ("data", "errcode", "reason", "fragment"),
+    [
+        # The body itself.
+        refused([], "not_object", "JSON object", id="body-list"),
+        refused(None, "not_object", "JSON object", id="body-null"),
+        refused("events", "not_object", "JSON object", id="body-string"),
+        refused(3, "not_object", "JSON object", id="body-number"),
+        # The events array.
+        refused({}, "missing_events", "'events'", id="events-missing"),
+        refused({"events": None}, "missing_events", "'events'", id="events-null"),
+        refused({"to_device": []}, "missing_events", "'events'", id="only-extensions"),
+        refused({"events": {}}, "events_not_array", "'events' must be an array", id="events-obj"),
+        refused({"events": "[]"}, "events_not_array", "must be an array", id="events-string"),
+        refused({"events": 0}, "events_not_array", "must be an array", id="events-number"),
+        # Each event is an object.
+        refused({"events": [1]}, "event_not_object", "events[0] must be an object", id="ev-int"),
+        refused({"events": [None]}, "event_not_object", "events[0]", id="event-null"),
+        refused({"events": [[ev()]]}, "event_not_object", "events[0]", id="event-list"),
+        refused(
+            {"events": [ev(), "x"]},
+            "event_not_object",
+            "events[1] must be an object",
+            id="second-event-not-object-index",
+        ),
+        # Required string fields: missing (absent or null).
+        *(
+            refused(
+                {"events": [ev(**{key: DROP})]},
+                "event_missing_field",
+                f"events[0].{key} is missing",
+                id=f"{key}-absent",
+            )
+            for key in REQUIRED
+        ),
+        *(
+            refused(
+                {"events": [ev(**{key: None})]},
+                "event_missing_field",
+                f"events[0].{key} is missing",
+                id=f"{key}-null",
+            )
+            for key in REQUIRED
+        ),
+        # Required string fields: wrong type or empty.
+        *(
+            refused(
+                {"events": [ev(**{key: ""})]},
+                "event_wrong_type",
+                f"events[0].{key} must be a non-empty string",
+                id=f"{key}-empty-string",
+            )
+            for key in REQUIRED
+        ),
+        *(
+            refused(
+                {"events": [ev(**{key: 5})]},
+                "event_wrong_type",
+                f"events[0].{key} must be a non-empty string",
+                id=f"{key}-number",
+            )
+            for key in REQUIRED
+        ),
+        refused(
+            {"events": [ev(sender=["@a:x"])]},
+            "event_wrong_type",
+            "events[0].sender must be a non-empty string",
+            id="sender-list",
+        ),
+        refused(
+            {"events": [ev(), ev(room_id=DROP)]},
+            "event_missing_field",
+            "events[1].room_id is missing",
+            id="second-event-missing-field-index",
+        ),
+        # Event type length.
+        refused(
+            {"events": [ev(type="t" * (MAX_EVENT_TYPE_LEN + 1))]},
+            "event_bad_type",
+            "events[0].type is longer than 255",
+            id="type-one-over-max-length",
+        ),
+        # Content.
+        refused(
+            {"events": [ev(content=[])]},
+            "event_wrong_type",
+            "events[0].content must be an object",
+            id="content-list",
+        ),
+        refused(
+            {"events": [ev(content="hi")]},
+            "event_wrong_type",
+            "events[0].content must be an object",
+            id="content-string",
+        ),
+        # Optional extension arrays.
+        *(
+            refused(
+                {"events": [], key: {}},
+                "extension_wrong_type",
+                f"'{key}' must be an array",
+                id=f"extension-{key}-object",
+            )
+            for key in EXTENSIONS
+        ),
+        refused(
+            {"events": [], "to_device": None},
+            "extension_wrong_type",
+            "'to_device' must be an array",
+            id="extension-present-but-null",
+        ),
+        # Order: events are checked before extensions, the first bad event wins.
+        refused(
+            {"events": [ev(content=[])], "to_device": 3},
+            "event_wrong_type",
+            "events[0].content",
+            id="event-error-reported-before-extension-error",
+        ),
+        refused(
+            {"events": [ev(event_id=DROP), 7]},
+            "event_missing_field",
+            "events[0].event_id",
+            id="first-bad-event-reported",
+        ),
+        refused(
+            {"events": [ev(type=DROP, sender=5)]},
+            "event_missing_field",
+            "events[0].type",
+            id="fields-checked-in-order-type-first",
+        ),
+    ],
+)
+def test_transaction_refused(data: Any, errcode: str, reason: str, fragment: str) -> None:
+    with pytest.raises(TransactionError) as info:
+        validate_transaction(data)
+    err = info.value
+    assert (err.errcode, err.reason) == (errcode, reason)
+    assert fragment in err.message
+    assert str(err) == err.message

@@ -80,7 +80,7 @@ def _serve_santeguard(
     """
     from bridge.app import SanteGuard, network_policy
     from bridge.gate.allow_all import AllowAllGate
-    from bridge.gate.gatekeeper import Gatekeeper
+    from bridge.gate.decide import Gatekeeper
 
     # No homeserver here: silence the bot's registration retries.
     logging.getLogger("santeguard").setLevel(logging.ERROR)
@@ -100,11 +100,15 @@ def _serve_santeguard(
         app = SanteGuard(cfg, gate=gate)
         await app.start()
         if variant == "no-audit":
-            assert app.matrix is not None
             late.inner = Gatekeeper(
-                app.gate_store, network_policy(cfg), app.matrix, _NoAudit(), language="fr"
+                app.room_policies,
+                app.verifications,
+                network_policy(cfg),
+                _NoAudit(),
+                app.translator,
+                language="fr",
             )
-        await bind_directory(app.gate_store, verified)
+        await bind_directory(app.verifications, verified)
         profiler = cProfile.Profile() if profile_path else None
         ready.set()
         if profiler is not None:

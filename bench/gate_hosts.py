@@ -128,7 +128,7 @@ async def _host_stack_async(
     try:
         assert stack.santeguard is not None
         await bind_directory(
-            stack.santeguard.gate_store, [f"@dir{i}:{SERVER}" for i in range(directory)]
+            stack.santeguard.verifications, [f"@dir{i}:{SERVER}" for i in range(directory)]
         )
         owner, owner_client = await stack.practitioner("owner", practitioner(90_000))
         users: list[tuple[str, str]] = []

@@ -11,6 +11,7 @@ from signedjson.key import decode_verify_key_bytes
 from signedjson.sign import verify_signed_json
 
 from bot.i18n import Lang
+from bridge.app.wiring import build_translator
 from bridge.config import Config
 from bridge.e2ee.commands import EncryptionCommands, UndecryptableNotifier
 from bridge.e2ee.cross_signing import CrossSigningKeys

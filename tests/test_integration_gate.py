@@ -140,8 +140,8 @@ async def test_profession_rule_enforced_and_applied_to_members(gated_stack: DevS
         await wait_until(lambda: _member_known(gated_stack, room, other_user.user_id))
         # Physicians and nurses (10, 60) → nurses only (60): the physician member is
         # removed at once, a physician invite is refused, a nurse invite passes.
-        await sg.gate_store.set_room(room, RoomPolicy(professions=frozenset({"60"})), "test")
-        removed = await sg.gatekeeper.enforce_room(room, trigger="test")
+        await sg.room_policies.set_room(room, RoomPolicy(professions=frozenset({"60"})), "test")
+        removed = await sg.backstop.enforce_room(room, trigger="test")
         assert other_user.user_id in removed
         assert other_user.user_id not in await doc.joined_members(room)
         with pytest.raises(MatrixError) as err:
@@ -155,7 +155,7 @@ async def test_profession_rule_enforced_and_applied_to_members(gated_stack: DevS
 
 async def _member_known(stack: DevStack, room: str, user: str) -> bool:
     assert stack.santeguard is not None
-    return user in await stack.santeguard.gate_store.members_of(room)
+    return user in await stack.santeguard.room_policies.members_of(room)
 
 
 async def test_backstop_removes_member_that_got_past_the_gate(gated_stack: DevStack) -> None:
@@ -175,7 +175,7 @@ async def test_backstop_removes_member_that_got_past_the_gate(gated_stack: DevSt
         join = await doc.request(
             "GET", f"/rooms/{room}/state/m.room.member/{temp_user.user_id}?format=event"
         )
-        await sg.gate_store.unbind(temp_user.user_id)  # no longer verified, still joined
+        await sg.verifications.unbind(temp_user.user_id)  # no longer verified, still joined
         # Redeliver the join as the homeserver does when the gate let it through.
         async with (
             aiohttp.ClientSession() as http,
@@ -228,8 +228,8 @@ async def test_unverified_practitioner_removed_everywhere(gated_stack: DevStack)
             await wait_until(
                 lambda room=room: _member_known(gated_stack, room, leaver_user.user_id)
             )
-        await sg.gate_store.unbind(leaver_user.user_id)
-        removed = await sg.gatekeeper.enforce_user(leaver_user.user_id, trigger="test")
+        await sg.verifications.unbind(leaver_user.user_id)
+        removed = await sg.backstop.enforce_user(leaver_user.user_id, trigger="test")
         assert sorted(removed) == sorted(rooms)
         for room in rooms:
             assert leaver_user.user_id not in await doc.joined_members(room)
@@ -319,8 +319,8 @@ async def test_room_keys_follow_the_gate_policy(gated_stack: DevStack) -> None:
     doc_user, doc = await gated_stack.practitioner(uniq("doc"), doctor())
     async with doc:
         room = await protected_room(gated_stack, doc)
-        assert await sg._device_allowed(doc_user.user_id, room)
-        assert not await sg._device_allowed("@intrus:santeguard.test", room)
-        assert not await sg._device_allowed("@doc:elsewhere.example", room)
-        await sg.gate_store.unbind(doc_user.user_id)
-        assert not await sg._device_allowed(doc_user.user_id, room)
+        assert await sg.gatekeeper.admits(doc_user.user_id, room)
+        assert not await sg.gatekeeper.admits("@intrus:santeguard.test", room)
+        assert not await sg.gatekeeper.admits("@doc:elsewhere.example", room)
+        await sg.verifications.unbind(doc_user.user_id)
+        assert not await sg.gatekeeper.admits(doc_user.user_id, room)

@@ -69,10 +69,10 @@ async def test_verify_whois_and_annuaire(identity_stack: DevStack) -> None:
         await admin.wait_for_recent(room, bot_says(stack, "ne correspond pas"))
         sg = stack.santeguard
         assert sg is not None
-        assert sg.gate_store.verification(other_user.user_id) is None
+        assert sg.verifications.verification(other_user.user_id) is None
         await admin.send_text(room, f"!sg verify {other_user.user_id} 10999990020 confirmer")
         await admin.wait_for_recent(room, bot_says(stack, "✅ " + other_user.user_id))
-        assert sg.gate_store.verification(other_user.user_id) is not None
+        assert sg.verifications.verification(other_user.user_id) is not None
 
         await admin.send_text(room, f"!sg whois {doc_user.user_id}")
         who = await admin.wait_for_recent(room, bot_says(stack, "source manual"))
@@ -115,10 +115,10 @@ async def test_reverification_removes_deactivated_and_never_on_outage(
         await wait_until(lambda: _member(sg, room, leaver_user.user_id))
 
         # Directory down: nobody is removed, an alert is recorded.
-        real = sg.reverifier._directory
-        sg.reverifier._directory = DownDirectory()
+        real = sg.binder._directory
+        sg.binder._directory = DownDirectory()
         report = await sg.reverifier.run_once()
-        sg.reverifier._directory = real
+        sg.binder._directory = real
         assert report.unreachable and report.deactivated == []
         assert leaver_user.user_id in await doc.joined_members(room)
         actions = [e.action for e in await sg.audit.recent(10)]
@@ -133,12 +133,12 @@ async def test_reverification_removes_deactivated_and_never_on_outage(
         assert leaver_user.user_id in report.deactivated
         assert room in report.removed_from[leaver_user.user_id]
         assert leaver_user.user_id not in await doc.joined_members(room)
-        assert sg.gate_store.verification(leaver_user.user_id) is None
+        assert sg.verifications.verification(leaver_user.user_id) is None
     await import_extract(sg.db, SAMPLE)  # restore for other tests
 
 
 async def _member(sg: Any, room: str, user: str) -> bool:
-    return user in await sg.gate_store.members_of(room)
+    return user in await sg.room_policies.members_of(room)
 
 
 async def test_pro_sante_connect_binds_at_first_gate_check(identity_stack: DevStack) -> None:
@@ -164,7 +164,7 @@ async def test_pro_sante_connect_binds_at_first_gate_check(identity_stack: DevSt
         room = await doc.create_room(initial_state=ENCRYPTED)
         await doc.invite(room, psc_user.user_id)  # gate: unverified → PSC → TEMOIN Sophie
         await psc.join(room)
-        v = sg.gate_store.verification(psc_user.user_id)
+        v = sg.verifications.verification(psc_user.user_id)
         assert v is not None and v.source == "psc" and v.last_name == "TEMOIN"
         from bridge.devtools.client import MatrixError
 

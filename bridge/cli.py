@@ -159,6 +159,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_homeserver(args: argparse.Namespace) -> int:
+    from bridge.app.wiring import build_translator
     from bridge.homeserver_check import check_homeserver, render
 
     try:
@@ -167,11 +168,12 @@ def cmd_check_homeserver(args: argparse.Namespace) -> int:
         print(f"error: cannot read {args.homeserver_config}: {e}", file=sys.stderr)
         return 2
     checks = check_homeserver(hs, Path(args.registration) if args.registration else None)
-    print(render(checks, args.lang))
+    print(render(checks, args.lang, build_translator()))
     return 0 if all(c.ok for c in checks) else 1
 
 
 def cmd_directory(args: argparse.Namespace) -> int:
+    from bridge.app.wiring import build_translator
     from bridge.db.database import open_database
     from bridge.identity.sources.extract import import_extract
 
@@ -195,27 +197,31 @@ def cmd_directory(args: argparse.Namespace) -> int:
             report = await import_extract(db, path)
         finally:
             await db.stop()
-        en = args.lang == "en"
+        text = build_translator()
         print(
-            (
-                "Import {id} of {name}: {read} lines read, {kept} kept, {rej} rejected, "
-                "{p} practitioners, {s:.1f} s."
-                if en
-                else "Import {id} de {name} : {read} lignes lues, {kept} gardées, {rej} "
-                "rejetées, {p} professionnels, {s:.1f} s."
-            ).format(
+            text.t(
+                "identity.import.summary",
+                args.lang,
                 id=report.import_id,
                 name=report.source_name,
                 read=report.rows_read,
                 kept=report.rows_kept,
-                rej=report.rows_rejected,
-                p=report.practitioners,
-                s=report.duration_s,
+                rejected=report.rows_rejected,
+                practitioners=report.practitioners,
+                seconds=f"{report.duration_s:.1f}",
             )
         )
         for reason, stats in sorted(report.rejections.items()):
             lines = ", ".join(str(n) for n, _ in stats.examples[:5])
-            print(f"  - {reason}: {stats.count} (lignes/lines {lines})")
+            print(
+                text.t(
+                    "identity.import.rejected",
+                    args.lang,
+                    reason=reason,
+                    count=stats.count,
+                    lines=lines,
+                )
+            )
         return 0
 
     return asyncio.run(run())

@@ -6,38 +6,45 @@ reports each requirement as OK or with what to change. Pure: takes the parsed YA
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bridge.core.ports import TextPort
+
 REQUIRED_CALLBACKS = ("user_may_invite", "user_may_join_room", "check_event_for_spam")
 
-MESSAGES = {
+CATALOG: Mapping[str, Mapping[str, str]] = {
     "fr": {
-        "encryption": "chiffrement par défaut de tous les salons "
+        "hscheck.encryption": "chiffrement par défaut de tous les salons "
         "(encryption_enabled_by_default_for_room_type: all)",
-        "registration": "enregistrement SantéGuard dans app_service_config_files",
-        "antispam": "module synapse_http_antispam.HTTPAntispam",
-        "callbacks": "enabled_callbacks listés explicitement et contenant {cbs}",
-        "fail_closed": "callbacks fermés en cas de panne (fail_open: false)",
-        "room_rules": "module bridge.gate.synapse_module.SanteGuardRoomRules (création de salons)",
-        "msc": "experimental_features msc2409_to_device_messages_enabled et "
+        "hscheck.registration": "enregistrement SantéGuard dans app_service_config_files",
+        "hscheck.antispam": "module synapse_http_antispam.HTTPAntispam",
+        "hscheck.callbacks": "enabled_callbacks listés explicitement et contenant {cbs}",
+        "hscheck.fail_closed": "callbacks fermés en cas de panne (fail_open: false)",
+        "hscheck.room_rules": (
+            "module bridge.gate.synapse_module.SanteGuardRoomRules (création de salons)"
+        ),
+        "hscheck.msc": "experimental_features msc2409_to_device_messages_enabled et "
         "msc3202_transaction_extensions",
-        "ok": "OK",
-        "missing": "À CORRIGER",
+        "hscheck.ok": "OK",
+        "hscheck.missing": "À CORRIGER",
     },
     "en": {
-        "encryption": "every room encrypted by default "
+        "hscheck.encryption": "every room encrypted by default "
         "(encryption_enabled_by_default_for_room_type: all)",
-        "registration": "SantéGuard registration in app_service_config_files",
-        "antispam": "synapse_http_antispam.HTTPAntispam module",
-        "callbacks": "enabled_callbacks listed explicitly and containing {cbs}",
-        "fail_closed": "callbacks fail closed (fail_open: false)",
-        "room_rules": "bridge.gate.synapse_module.SanteGuardRoomRules module (room creation)",
-        "msc": "experimental_features msc2409_to_device_messages_enabled and "
+        "hscheck.registration": "SantéGuard registration in app_service_config_files",
+        "hscheck.antispam": "synapse_http_antispam.HTTPAntispam module",
+        "hscheck.callbacks": "enabled_callbacks listed explicitly and containing {cbs}",
+        "hscheck.fail_closed": "callbacks fail closed (fail_open: false)",
+        "hscheck.room_rules": (
+            "bridge.gate.synapse_module.SanteGuardRoomRules module (room creation)"
+        ),
+        "hscheck.msc": "experimental_features msc2409_to_device_messages_enabled and "
         "msc3202_transaction_extensions",
-        "ok": "OK",
-        "missing": "TO FIX",
+        "hscheck.ok": "OK",
+        "hscheck.missing": "TO FIX",
     },
 }
 
@@ -101,10 +108,9 @@ def check_homeserver(config: dict[str, Any], registration: Path | None) -> list[
     return checks
 
 
-def render(checks: list[Check], lang: str) -> str:
-    text = MESSAGES["en" if lang == "en" else "fr"]
+def render(checks: list[Check], lang: str, text: TextPort) -> str:
     lines = []
     for c in checks:
-        label = text[c.key].format(cbs=", ".join(REQUIRED_CALLBACKS))
-        lines.append(f"[{text['ok'] if c.ok else text['missing']}] {label}")
+        label = text.t(f"hscheck.{c.key}", lang, cbs=", ".join(REQUIRED_CALLBACKS))
+        lines.append(f"[{text.t('hscheck.ok' if c.ok else 'hscheck.missing', lang)}] {label}")
     return "\n".join(lines)

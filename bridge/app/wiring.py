@@ -27,6 +27,7 @@ from bridge.e2ee.device import BotDevice, DeviceAllowed
 from bridge.e2ee.text import CATALOG as E2EE_TEXT
 from bridge.gate.policy import NetworkPolicy
 from bridge.gate.text import CATALOG as GATE_TEXT
+from bridge.homeserver_check import CATALOG as HOMESERVER_CHECK_TEXT
 from bridge.identity.bind import Binder
 from bridge.identity.model import DirectoryLookup
 from bridge.identity.psc import PscVerifier
@@ -38,7 +39,7 @@ from bridge.identity.text import CATALOG as IDENTITY_TEXT
 from bridge.matrix.client import MatrixClient
 from bridge.ops.status import Status
 
-TEXT_CATALOGS = (GATE_TEXT, IDENTITY_TEXT, E2EE_TEXT)
+TEXT_CATALOGS = (GATE_TEXT, IDENTITY_TEXT, E2EE_TEXT, HOMESERVER_CHECK_TEXT)
 """Every capability's texts; with the framework's own, the one catalog (see the test)."""
 
 

@@ -50,6 +50,9 @@ CATALOG: Mapping[str, Mapping[str, str]] = {
         "identity.id.bad_check_key.rpps": "Le numéro RPPS {raw} a une clé de contrôle invalide (dernier chiffre).",
         "identity.id.bad_check_key.adeli": "Le numéro ADELI {raw} a une clé de contrôle invalide (dernier chiffre).",
         "identity.id.bad_check_key.any": "Le numéro {raw} a une clé de contrôle invalide (dernier chiffre).",
+        # `santeguard directory import`
+        "identity.import.summary": "Import {id} de {name} : {read} lignes lues, {kept} gardées, {rejected} rejetées, {practitioners} professionnels, {seconds} s.",
+        "identity.import.rejected": "  - {reason} : {count} (lignes {lines})",
         # Alerts to the network admins
         "alert.reverify_unreachable": "Re-vérification interrompue : l'annuaire santé est injoignable ; personne n'a été retiré. Nouvel essai bientôt.",
         "alert.reverify_deactivated": "{user} ({name}) n'est plus actif dans l'annuaire : vérification retirée, retiré de {count} salon(s).",
@@ -93,6 +96,8 @@ CATALOG: Mapping[str, Mapping[str, str]] = {
         "identity.id.bad_check_key.rpps": "RPPS number {raw} has an invalid check key (last digit).",
         "identity.id.bad_check_key.adeli": "ADELI number {raw} has an invalid check key (last digit).",
         "identity.id.bad_check_key.any": "Number {raw} has an invalid check key (last digit).",
+        "identity.import.summary": "Import {id} of {name}: {read} lines read, {kept} kept, {rejected} rejected, {practitioners} practitioners, {seconds} s.",
+        "identity.import.rejected": "  - {reason}: {count} (lines {lines})",
         "alert.reverify_unreachable": "Re-verification stopped: the health directory is unreachable; nobody was removed. Retrying soon.",
         "alert.reverify_deactivated": "{user} ({name}) is no longer active in the directory: unverified, removed from {count} room(s).",
     },

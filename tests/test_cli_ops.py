@@ -52,13 +52,14 @@ def test_directory_import_reports_rejections_and_completes(tmp_path: Path, data_
     )
     assert out.returncode == 0, out.stderr
     assert "32 lignes lues, 30 gardées, 2 rejetées" in out.stdout
-    assert "lignes/lines 2" in out.stdout and "lignes/lines 3" in out.stdout
+    assert "(lignes 2" in out.stdout and "(lignes 3" in out.stdout
     again = subprocess.run(
         [str(EXE), "directory", "import", str(extract), "-c", str(cfg), "--lang", "en"],
         capture_output=True,
         text=True,
     )
     assert "Import 2 of extract.txt: 32 lines read, 30 kept, 2 rejected" in again.stdout
+    assert "(lines 2" in again.stdout and "(lines 3" in again.stdout
 
 
 def test_directory_import_missing_file(tmp_path: Path) -> None:

@@ -29,9 +29,12 @@ def name_matches(display_name: str, practitioner: Practitioner) -> bool:
     the display name, so "Dr Claire Fictive", "FICTIVE Claire" and
     "claire.fictive" match but "Claire" or "Dr Fictive" do not.
     """
-    words = Counter(w for w in fold(display_name).split() if w not in _TITLES)
     last = _significant(fold(practitioner.last_name).split())
     first = fold(practitioner.first_name).split()
+    # A title word is noise, unless it is one of this practitioner's names (a first
+    # name "M" or "Dr" exists in directories: dropping it would make a match impossible).
+    own = set(last) | set(first)
+    words = Counter(w for w in fold(display_name).split() if w not in _TITLES or w in own)
     if not last:
         return False
     for lw in last:

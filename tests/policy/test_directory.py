@@ -139,3 +139,10 @@ def test_directory_unavailable_messages() -> None:
     assert "injoignable" in t.t(e.TEXT_KEY, "fr")
     assert "cannot be reached" in t.t(e.TEXT_KEY, "en")
     assert "gateway" not in t.t(e.TEXT_KEY, "fr")
+
+
+def test_name_matches_a_first_name_that_looks_like_a_title() -> None:
+    """Found by Hypothesis: a first name "Dr" was dropped as a title, so never matched."""
+    assert name_matches("Dr Aa", person("AA", "Dr"))
+    assert name_matches("Dr Dr Aa", person("AA", "Dr"))
+    assert not name_matches("Dr Fictive", CLAIRE)

@@ -19,6 +19,7 @@ from bridge.app.wiring import (
     build_device,
     build_directory,
     build_psc,
+    build_scheduler,
     build_translator,
     network_policy,
 )
@@ -39,7 +40,6 @@ from bridge.gate.decide import Gatekeeper
 from bridge.gate.store import RoomPolicyStore
 from bridge.identity.bind import Binder
 from bridge.identity.commands import IdentityCommands
-from bridge.identity.imports import ImportWatch
 from bridge.identity.reverify import Reverifier
 from bridge.identity.sources.fhir import FhirDirectory
 from bridge.identity.store import VerificationStore
@@ -48,7 +48,6 @@ from bridge.matrix.client import MatrixClient
 from bridge.ops.alerts import AdminAlerts
 from bridge.ops.health import Readiness
 from bridge.ops.metrics import Metrics
-from bridge.ops.scheduler import Job, Scheduler
 from bridge.ops.status import Status
 from bridge.spine.dispatch import Dispatcher
 from bridge.spine.http import AppserviceServer
@@ -197,47 +196,14 @@ class SanteGuard:
             retry_base_seconds=cfg.dispatch.retry_base_seconds,
         )
         self.bot = BotAccount(self.matrix, after=[self.crypto.start] if self.crypto else [])
-        self.scheduler = self._schedule()
+        self.scheduler = build_scheduler(
+            cfg, self.metrics, self.db, self.queue, self.reverifier, bot_ready=self.bot.ready
+        )
         self._runner: web.AppRunner | None = None
 
     @property
     def bot_ready(self) -> asyncio.Event:
         return self.bot.ready
-
-    def _schedule(self) -> Scheduler:
-        scheduler = Scheduler(self.metrics)
-        keep_ms = self.config.dispatch.keep_done_seconds * 1000
-
-        async def prune() -> None:
-            await self.queue.prune_done(keep_ms)
-
-        async def reverify() -> float:
-            return await self.reverifier.scheduled()
-
-        async def checkpoint() -> None:
-            await self.queue.checkpoint()
-
-        imports = ImportWatch(self.db, lambda: scheduler.trigger("reverify"))
-
-        async def watch_imports() -> None:
-            await imports.poll()
-
-        for job in (
-            Job("wal_checkpoint", checkpoint, interval_seconds=1),
-            Job("import_watch", watch_imports, interval_seconds=10, first_delay_seconds=0),
-            Job("prune_done", prune, interval_seconds=60),
-            # Re-checks remove members, so they wait for the bot; the first runs at once.
-            Job(
-                "reverify",
-                reverify,
-                interval_seconds=self.config.gate.reverify_hours * 3600,
-                retry_seconds=300,
-                first_delay_seconds=0,
-                after=self.bot.ready,
-            ),
-        ):
-            scheduler.add(job)
-        return scheduler
 
     def _server(self) -> AppserviceServer:
         cfg = self.config

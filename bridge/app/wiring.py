@@ -6,6 +6,7 @@ package knows every part (dependencies point inward everywhere else).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
@@ -29,15 +30,20 @@ from bridge.gate.policy import NetworkPolicy
 from bridge.gate.text import CATALOG as GATE_TEXT
 from bridge.homeserver_check import CATALOG as HOMESERVER_CHECK_TEXT
 from bridge.identity.bind import Binder
+from bridge.identity.imports import ImportWatch
 from bridge.identity.model import DirectoryLookup
 from bridge.identity.psc import PscVerifier
+from bridge.identity.reverify import Reverifier
 from bridge.identity.sources.extract import ExtractDirectory
 from bridge.identity.sources.fhir import FhirDirectory
 from bridge.identity.sources.psc import psc_idnps
 from bridge.identity.store import VerificationStore
 from bridge.identity.text import CATALOG as IDENTITY_TEXT
 from bridge.matrix.client import MatrixClient
+from bridge.ops.metrics import Metrics
+from bridge.ops.scheduler import Job, Scheduler
 from bridge.ops.status import Status
+from bridge.spine.queue import EventQueueStore
 
 TEXT_CATALOGS = (GATE_TEXT, IDENTITY_TEXT, E2EE_TEXT, HOMESERVER_CHECK_TEXT)
 """Every capability's texts; with the framework's own, the one catalog (see the test)."""
@@ -161,3 +167,44 @@ def build_command_service(
         audit=audit,
         command_log=command_log,
     )
+
+
+def build_scheduler(
+    config: Config,
+    metrics: Metrics,
+    db: Database,
+    queue: EventQueueStore,
+    reverifier: Reverifier,
+    *,
+    bot_ready: asyncio.Event,
+) -> Scheduler:
+    """The periodic jobs, by name (their runs and failures are in the metrics)."""
+    scheduler = Scheduler(metrics)
+    keep_ms = config.dispatch.keep_done_seconds * 1000
+    imports = ImportWatch(db, lambda: scheduler.trigger("reverify"))
+
+    async def checkpoint() -> None:
+        await queue.checkpoint()
+
+    async def watch_imports() -> None:
+        await imports.poll()
+
+    async def prune() -> None:
+        await queue.prune_done(keep_ms)
+
+    for job in (
+        Job("wal_checkpoint", checkpoint, interval_seconds=1),
+        Job("import_watch", watch_imports, interval_seconds=10, first_delay_seconds=0),
+        Job("prune_done", prune, interval_seconds=60),
+        # Re-checks remove members, so they wait for the bot; the first runs at once.
+        Job(
+            "reverify",
+            reverifier.scheduled,
+            interval_seconds=config.gate.reverify_hours * 3600,
+            retry_seconds=300,
+            first_delay_seconds=0,
+            after=bot_ready,
+        ),
+    ):
+        scheduler.add(job)
+    return scheduler

@@ -7,7 +7,6 @@ editing, deleting or reordering any stored entry breaks ``verify()`` from that p
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -15,10 +14,10 @@ from typing import Any
 
 from mautrix.util.async_db import Database
 
+from bridge.audit.chain import GENESIS, ChainCheck, check_chain, entry_hash
 from bridge.db.sqlite_writer import SQLiteWriter
 from bridge.db.txn import write_transaction
 
-GENESIS = "0" * 64
 _INSERT = (
     "INSERT INTO audit_log (ts, actor, action, room_id, subject, details, prev_hash, hash) "
     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -35,31 +34,6 @@ class AuditEntry:
     subject: str | None
     details: dict[str, Any]
     hash: str
-
-
-def entry_hash(
-    prev_hash: str,
-    ts: int,
-    actor: str,
-    action: str,
-    room_id: str | None,
-    subject: str | None,
-    details_json: str,
-) -> str:
-    """Pure: the chained hash of one entry."""
-    material = json.dumps(
-        [prev_hash, ts, actor, action, room_id, subject, details_json],
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(material.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class ChainCheck:
-    ok: bool
-    entries: int
-    first_bad_seq: int | None = None
 
 
 class AuditLog:
@@ -170,18 +144,4 @@ class AuditLog:
             "SELECT seq, ts, actor, action, room_id, subject, details, prev_hash, hash "
             "FROM audit_log ORDER BY seq"
         )
-        prev_hash = GENESIS
-        for r in rows:
-            expected = entry_hash(
-                prev_hash,
-                int(r["ts"]),
-                r["actor"],
-                r["action"],
-                r["room_id"],
-                r["subject"],
-                r["details"],
-            )
-            if r["prev_hash"] != prev_hash or r["hash"] != expected:
-                return ChainCheck(False, len(rows), int(r["seq"]))
-            prev_hash = expected
-        return ChainCheck(True, len(rows))
+        return check_chain(rows)

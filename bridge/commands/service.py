@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
+from bot.commands import CommandRegistry
 from bot.context import BotServices
 from bot.dispatcher import CommandDispatcher
 from bot.parser import parse_invocation
@@ -41,6 +42,11 @@ class CommandService:
         self._rooms = rooms
         self._audit = audit
         self._log = command_log
+
+    @property
+    def registry(self) -> CommandRegistry:
+        """Every command this service answers (framework built-ins and capabilities')."""
+        return self._dispatcher.registry
 
     def subscribe(self, routes: RoutesPort) -> None:
         routes.on("m.room.message", self.on_message, ignore_own=True)

@@ -1,7 +1,7 @@
 """Helpers shared by the benchmarks: configuration, summaries, load, child processes.
 
-The benchmarks are run from a checkout but must not depend on the test suite, so the
-few test helpers they used (tokens, ``free_port``, ``make_config``) have a copy here.
+The benchmarks are run from a checkout but must not depend on the test suite: the config
+builder and tokens they share with it come from :mod:`bridge.devtools.testconfig`.
 """
 
 from __future__ import annotations
@@ -11,53 +11,34 @@ import collections
 import contextlib
 import os
 import signal
-import socket
 import statistics
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
-from bridge.config import Config
+from bridge.devtools.testconfig import GATE_TOKEN, HS_TOKEN, free_port, make_config
+
+__all__ = [
+    "GATE_TOKEN",
+    "HS_TOKEN",
+    "HTTPConnection",
+    "LoadClient",
+    "LoadResult",
+    "Summary",
+    "Target",
+    "free_port",
+    "install_stop",
+    "make_config",
+    "open_loop",
+    "quantile",
+    "run_client",
+    "start_server",
+    "stop_process",
+    "wait_stop",
+]
 
 T = TypeVar("T")
-
-AS_TOKEN = "as-token-3c1f0c5e9b7d4a21"
-HS_TOKEN = "hs-token-8e2d7f6a1b9c4e53"
-GATE_TOKEN = "gate-token-5a7e9c1d3f2b4e68"
-
-
-# -- configuration ----------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def make_config(db_uri: str, homeserver: str = "http://127.0.0.1:9", **sections: Any) -> Config:
-    """A SantéGuard config on loopback with the tokens above; ``sections`` update it."""
-    port = free_port()
-    data: dict[str, Any] = {
-        "homeserver": {"address": homeserver, "domain": "santeguard.test"},
-        "appservice": {
-            "address": f"http://127.0.0.1:{port}",
-            "hostname": "127.0.0.1",
-            "port": port,
-            "as_token": AS_TOKEN,
-            "hs_token": HS_TOKEN,
-            "max_body_bytes": 256 * 1024,
-        },
-        "antispam": {"token": GATE_TOKEN},
-        "database": {"uri": db_uri},
-        "dispatch": {"retry_base_seconds": 0.01, "max_attempts": 3},
-        "bot": {"admins": ["@admin:santeguard.test"]},
-        "gate": {"protect_by_default": False},
-    }
-    for key, value in sections.items():
-        data.setdefault(key, {}).update(value)
-    return Config(**data)
 
 
 # -- summaries --------------------------------------------------------------------------

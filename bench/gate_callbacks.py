@@ -41,15 +41,7 @@ from bench.gate_hosts import GATE_PATH, HOST_MAX_SECONDS, SERVER, bind_directory
 class _NoAudit:
     """Diagnostic only: an audit port that writes nothing."""
 
-    async def record(
-        self,
-        actor: str,
-        action: str,
-        *,
-        room_id: str | None = None,
-        subject: str | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> str:
+    async def record(self, actor: str, action: str, **_: object) -> str:
         return ""
 
 

@@ -39,21 +39,9 @@ HOST_MAX_SECONDS = 900  # a stack host stops by itself after this, whatever happ
 
 
 def practitioner(n: int) -> Any:
-    from bridge.identity.model import Practitioner
+    from bridge.devtools.people import practitioner as made_up
 
-    return Practitioner(
-        idnps=f"8108888{n:05d}",
-        id_kind="rpps",
-        identifier=f"108888{n:05d}",
-        last_name=f"BENCH{n}",
-        first_name="Camille",
-        civility="DR",
-        profession_code="10",
-        profession_label="Médecin",
-        specialty_code=None,
-        specialty_label=None,
-        active=True,
-    )
+    return made_up(888_800_000 + n, last=f"BENCH{n}", first="Camille")
 
 
 async def bind_directory(store: Any, user_ids: Sequence[str]) -> None:

@@ -326,168 +326,101 @@ def test_clean_synthetic_tree_passes() -> None:
     assert check(CLEAN) == []
 
 
-@pytest.mark.parametrize(
-    ("path", "source", "rule", "module"),
-    [
-        pytest.param(
-            "bot/x.py", "import bridge.core.errors\n", 1, "bridge.core.errors", id="1-bot-bridge"
-        ),
-        pytest.param("bot/x.py", "from bridge import __version__\n", 1, "bridge", id="1-bot-root"),
-        pytest.param(
-            "bot/x.py", "from tests.helpers import h\n", 1, "tests.helpers", id="1-bot-tests"
-        ),
-        pytest.param("bot/x.py", "import bench.gate\n", 1, "bench.gate", id="1-bot-bench"),
-        pytest.param(
-            "bridge/core/x.py",
-            "from bridge.db import txn\n",
-            2,
-            "bridge.db.txn",
-            id="2-core-shared",
-        ),
-        pytest.param(
-            "bridge/core/x.py",
-            "from ..gate import policy\n",
-            2,
-            "bridge.gate.policy",
-            id="2-core-relative",
-        ),
-        pytest.param(
-            "bridge/core/x.py", "from bot import commands\n", 2, "bot.commands", id="2-core-bot"
-        ),
-        pytest.param(
-            "bridge/__init__.py",
-            "from bridge.app import main\n",
-            2,
-            "bridge.app",
-            id="2-root-is-core",
-        ),
-        pytest.param(
-            "bridge/db/x.py",
-            "from bridge.ops.metrics import m\n",
-            3,
-            "bridge.ops.metrics",
-            id="3-shared-other-shared",
-        ),
-        pytest.param(
-            "bridge/ops/x.py", "import bot.commands\n", 3, "bot.commands", id="3-shared-bot"
-        ),
-        pytest.param(
-            "bridge/matrix/x.py",
-            "from bridge.gate import store\n",
-            3,
-            "bridge.gate.store",
-            id="3-shared-capability",
-        ),
-        pytest.param(
-            "bridge/db/x.py",
-            "from bridge.config import Config\n",
-            3,
-            "bridge.config",
-            id="3-shared-top",
-        ),
-        pytest.param(
-            "bridge/gate/x.py",
-            "from bridge.identity.identifiers import p\n",
-            4,
-            "bridge.identity.identifiers",
-            id="4-capability-capability",
-        ),
-        pytest.param(
-            "bridge/gate/x.py",
-            "def f():\n    from bridge.audit.log import write\n",
-            4,
-            "bridge.audit.log",
-            id="4-inside-function",
-        ),
-        pytest.param(
-            "bridge/spine/x.py",
-            "from typing import TYPE_CHECKING\n"
-            "if TYPE_CHECKING:\n"
-            "    from bridge.e2ee.device import D\n",
-            4,
-            "bridge.e2ee.device",
-            id="4-under-type-checking",
-        ),
-        pytest.param(
-            "bridge/spine/x.py",
-            "from .. import app\n",
-            4,
-            "bridge.app",
-            id="4-capability-app-relative",
-        ),
-        pytest.param(
-            "bridge/commands/x.py", "import bridge.cli\n", 4, "bridge.cli", id="4-capability-cli"
-        ),
-        pytest.param(
-            "bridge/e2ee/x.py",
-            "from bridge.config import C\n",
-            4,
-            "bridge.config",
-            id="4-capability-config",
-        ),
-        pytest.param(
-            "bridge/audit/x.py",
-            "from bridge.devtools.stack import S\n",
-            4,
-            "bridge.devtools.stack",
-            id="4-capability-devtools",
-        ),
-        pytest.param(
-            "bridge/identity/x.py",
-            "import importlib\nm = importlib.import_module('bridge.gate.policy')\n",
-            4,
-            "bridge.gate.policy",
-            id="4-importlib-call",
-        ),
-        pytest.param(
-            "bench/x.py", "from tests.helpers import h\n", 5, "tests.helpers", id="5-bench-tests"
-        ),
-        pytest.param(
-            "bridge/app.py", "import tests.helpers\n", 5, "tests.helpers", id="5-bridge-tests"
-        ),
-        pytest.param(
-            "bridge/gate/x.py", "from bench import gate\n", 5, "bench.gate", id="5-bridge-bench"
-        ),
-        pytest.param(
-            "bridge/gate/policy.py", "import aiohttp\n", 6, "aiohttp", id="6-pure-aiohttp"
-        ),
-        pytest.param(
-            "bridge/spine/validate.py",
-            "from mautrix.types import E\n",
-            6,
-            "mautrix.types",
-            id="6-pure-mautrix",
-        ),
-        pytest.param(
-            "bridge/identity/identifiers.py",
-            "def f():\n    import sqlite3\n",
-            6,
-            "sqlite3",
-            id="6-pure-in-function",
-        ),
-        pytest.param(
-            "bridge/audit/policy.py",
-            "import asyncpg.pool\n",
-            6,
-            "asyncpg.pool",
-            id="6-any-policy-py",
-        ),
-        pytest.param(
-            "bridge/gate/policy.py", "from socket import socket\n", 6, "socket", id="6-from-socket"
-        ),
-        pytest.param(
-            "bridge/mail/x.py", "import re\n", 0, "bridge.mail.x", id="0-unlisted-package"
-        ),
-        pytest.param(
-            "bridge/gate/x.py",
-            "from bridge.retention import r\n",
-            0,
-            "bridge.retention",
-            id="0-unlisted-target",
-        ),
-        pytest.param("bridge/gate/x.py", "def f(:\n", 0, "?", id="0-unparsable"),
-    ],
-)
+# A case adds one file to CLEAN; the checker must flag that file with (rule, module).
+# id: (path, source, rule, module)
+FLAGGED: dict[str, tuple[str, str, int, str]] = {
+    "1-bot-bridge": ("bot/x.py", "import bridge.core.errors\n", 1, "bridge.core.errors"),
+    "1-bot-root": ("bot/x.py", "from bridge import __version__\n", 1, "bridge"),
+    "1-bot-tests": ("bot/x.py", "from tests.helpers import h\n", 1, "tests.helpers"),
+    "1-bot-bench": ("bot/x.py", "import bench.gate\n", 1, "bench.gate"),
+    "2-core-shared": ("bridge/core/x.py", "from bridge.db import txn\n", 2, "bridge.db.txn"),
+    "2-core-relative": ("bridge/core/x.py", "from ..gate import policy\n", 2, "bridge.gate.policy"),
+    "2-core-bot": ("bridge/core/x.py", "from bot import commands\n", 2, "bot.commands"),
+    "2-root-is-core": ("bridge/__init__.py", "from bridge.app import main\n", 2, "bridge.app"),
+    "3-shared-other-shared": (
+        "bridge/db/x.py",
+        "from bridge.ops.metrics import m\n",
+        3,
+        "bridge.ops.metrics",
+    ),
+    "3-shared-bot": ("bridge/ops/x.py", "import bot.commands\n", 3, "bot.commands"),
+    "3-shared-capability": (
+        "bridge/matrix/x.py",
+        "from bridge.gate import store\n",
+        3,
+        "bridge.gate.store",
+    ),
+    "3-shared-top": ("bridge/db/x.py", "from bridge.config import Config\n", 3, "bridge.config"),
+    "4-capability-capability": (
+        "bridge/gate/x.py",
+        "from bridge.identity.identifiers import p\n",
+        4,
+        "bridge.identity.identifiers",
+    ),
+    "4-inside-function": (
+        "bridge/gate/x.py",
+        "def f():\n    from bridge.audit.log import write\n",
+        4,
+        "bridge.audit.log",
+    ),
+    "4-under-type-checking": (
+        "bridge/spine/x.py",
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from bridge.e2ee.device import D\n",
+        4,
+        "bridge.e2ee.device",
+    ),
+    "4-capability-app-relative": ("bridge/spine/x.py", "from .. import app\n", 4, "bridge.app"),
+    "4-capability-cli": ("bridge/commands/x.py", "import bridge.cli\n", 4, "bridge.cli"),
+    "4-capability-config": (
+        "bridge/e2ee/x.py",
+        "from bridge.config import C\n",
+        4,
+        "bridge.config",
+    ),
+    "4-capability-devtools": (
+        "bridge/audit/x.py",
+        "from bridge.devtools.stack import S\n",
+        4,
+        "bridge.devtools.stack",
+    ),
+    "4-importlib-call": (
+        "bridge/identity/x.py",
+        "import importlib\nm = importlib.import_module('bridge.gate.policy')\n",
+        4,
+        "bridge.gate.policy",
+    ),
+    "5-bench-tests": ("bench/x.py", "from tests.helpers import h\n", 5, "tests.helpers"),
+    "5-bridge-tests": ("bridge/app.py", "import tests.helpers\n", 5, "tests.helpers"),
+    "5-bridge-bench": ("bridge/gate/x.py", "from bench import gate\n", 5, "bench.gate"),
+    "6-pure-aiohttp": ("bridge/gate/policy.py", "import aiohttp\n", 6, "aiohttp"),
+    "6-pure-mautrix": (
+        "bridge/spine/validate.py",
+        "from mautrix.types import E\n",
+        6,
+        "mautrix.types",
+    ),
+    "6-pure-in-function": (
+        "bridge/identity/identifiers.py",
+        "def f():\n    import sqlite3\n",
+        6,
+        "sqlite3",
+    ),
+    "6-any-policy-py": ("bridge/audit/policy.py", "import asyncpg.pool\n", 6, "asyncpg.pool"),
+    "6-from-socket": ("bridge/gate/policy.py", "from socket import socket\n", 6, "socket"),
+    "0-unlisted-package": ("bridge/mail/x.py", "import re\n", 0, "bridge.mail.x"),
+    "0-unlisted-target": (
+        "bridge/gate/x.py",
+        "from bridge.retention import r\n",
+        0,
+        "bridge.retention",
+    ),
+    "0-unparsable": ("bridge/gate/x.py", "def f(:\n", 0, "?"),
+}
+
+
+@pytest.mark.parametrize(("path", "source", "rule", "module"), FLAGGED.values(), ids=FLAGGED)
 def test_checker_flags_each_rule(path: str, source: str, rule: int, module: str) -> None:
     flagged = [(v.rule, v.module) for v in check({**CLEAN, path: source}) if v.path == path]
     assert (rule, module) in flagged, flagged

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from bridge.devtools.client import SimpleClient
+from bridge.devtools.people import practitioner
 from bridge.devtools.stack import DevStack
 from bridge.identity.identifiers import luhn_key
 from bridge.identity.model import DirectoryUnavailable, Practitioner
@@ -177,16 +178,4 @@ async def test_pro_sante_connect_binds_at_first_gate_check(identity_stack: DevSt
 
 
 def _directory_entry_placeholder() -> Practitioner:
-    return Practitioner(
-        idnps="810999990038",
-        id_kind="rpps",
-        identifier="10999990038",
-        last_name="MODELE",
-        first_name="Antoine",
-        civility="PR",
-        profession_code="10",
-        profession_label="Médecin",
-        specialty_code=None,
-        specialty_label=None,
-        active=True,
-    )
+    return practitioner(999_990_038, last="MODELE", first="Antoine", civility="PR")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import socket
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,16 +21,11 @@ from bridge.config import Config
 from bridge.core.antispam import GatePort
 from bridge.devtools.client import SimpleClient
 from bridge.devtools.synapse import AntispamModule, LocalSynapse, RegisteredUser
+from bridge.devtools.testconfig import free_port
 from bridge.identity.model import Practitioner, Verification
 from bridge.registration import build_registration, generate_tokens
 
 ANTISPAM_PATH = "/_santeguard/antispam"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class DevStack:

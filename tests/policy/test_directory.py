@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.app.wiring import build_translator
+from bridge.devtools.people import practitioner
 from bridge.identity.matching import name_matches
 from bridge.identity.model import (
     PROFESSIONS_G15,
@@ -22,19 +23,7 @@ from bridge.identity.model import (
 
 
 def person(last: str, first: str) -> Practitioner:
-    return Practitioner(
-        idnps="810999990020",
-        id_kind="rpps",
-        identifier="10999990020",
-        last_name=last,
-        first_name=first,
-        civility="Docteur",
-        profession_code="10",
-        profession_label="Médecin",
-        specialty_code=None,
-        specialty_label=None,
-        active=True,
-    )
+    return practitioner(999_990_020, last=last, first=first, civility="Docteur")
 
 
 CLAIRE = person("FICTIVE", "Claire")

@@ -138,158 +138,105 @@ def test_is_protected(room: RoomPolicy, net: NetworkPolicy, expected: bool) -> N
 # may_be_member
 
 
+def member(
+    case_id: str,
+    user: str,
+    ver: Verification | None,
+    reason: str = "",
+    *,
+    room: RoomPolicy = DEFAULT_ROOM,
+    net: NetworkPolicy = NET,
+    **params: str,
+) -> Any:
+    """A may_be_member row: allowed without ``reason``; refused with it, the refusal's
+    params being ``user`` plus ``params``."""
+    expected = {"user": user, **params} if reason else None
+    return pytest.param(user, ver, room, net, not reason, reason, expected, id=case_id)
+
+
 @pytest.mark.parametrize(
     ("user", "ver", "room", "net", "allow", "reason", "params"),
     [
-        pytest.param(BOT, None, DEFAULT_ROOM, NET, True, "", None, id="exempt-user-by-name"),
-        pytest.param(BRIDGED, None, DEFAULT_ROOM, NET, True, "", None, id="exempt-user-by-pattern"),
-        pytest.param(
-            f"x{BRIDGED}",
-            None,
-            DEFAULT_ROOM,
-            NET,
-            False,
-            "not_verified",
-            {"user": f"x{BRIDGED}"},
-            id="pattern-needs-fullmatch-not-search",
-        ),
-        pytest.param(
-            BOT,
-            None,
-            DEFAULT_ROOM,
-            NET_NO_EXEMPTIONS,
-            False,
-            "not_verified",
-            {"user": BOT},
-            id="no-exemptions-configured",
-        ),
-        pytest.param(
-            MALLORY, None, OPEN_ROOM, NET, True, "", None, id="room-unprotected-anyone-ok"
-        ),
-        pytest.param(
-            MALLORY,
-            None,
-            DEFAULT_ROOM,
-            NET_UNPROTECTED,
-            True,
-            "",
-            None,
-            id="network-unprotected-by-default-ok",
-        ),
-        pytest.param(
+        member("exempt-user-by-name", BOT, None),
+        member("exempt-user-by-pattern", BRIDGED, None),
+        member("pattern-needs-fullmatch-not-search", f"x{BRIDGED}", None, "not_verified"),
+        member("no-exemptions-configured", BOT, None, "not_verified", net=NET_NO_EXEMPTIONS),
+        member("room-unprotected-anyone-ok", MALLORY, None, room=OPEN_ROOM),
+        member("network-unprotected-by-default-ok", MALLORY, None, net=NET_UNPROTECTED),
+        member(
+            "room-protected-on-unprotected-network-enforced",
             ALICE,
             None,
-            PROTECTED_ROOM,
-            NET_UNPROTECTED,
-            False,
             "not_verified",
-            {"user": ALICE},
-            id="room-protected-on-unprotected-network-enforced",
+            room=PROTECTED_ROOM,
+            net=NET_UNPROTECTED,
         ),
-        pytest.param(
+        member(
+            "server-not-allowed-even-if-verified",
             MALLORY,
             VALID,
-            DEFAULT_ROOM,
-            NET,
-            False,
             "server_not_allowed",
-            {"user": MALLORY, "server": FOREIGN},
-            id="server-not-allowed-even-if-verified",
+            server=FOREIGN,
         ),
-        pytest.param(
+        member(
+            "user-id-without-server-not-allowed",
             "@nocolon",
             VALID,
-            DEFAULT_ROOM,
-            NET,
-            False,
             "server_not_allowed",
-            {"user": "@nocolon", "server": "@nocolon"},
-            id="user-id-without-server-not-allowed",
+            server="@nocolon",
         ),
-        pytest.param(
-            ALICE,
-            None,
-            DEFAULT_ROOM,
-            NET,
-            False,
-            "not_verified",
-            {"user": ALICE},
-            id="home-server-no-verification",
-        ),
-        pytest.param(
-            BOB,
-            None,
-            DEFAULT_ROOM,
-            NET,
-            False,
-            "not_verified",
-            {"user": BOB},
-            id="partner-server-passes-server-check-no-verification",
-        ),
-        pytest.param(
+        member("home-server-no-verification", ALICE, None, "not_verified"),
+        member("partner-server-passes-server-check-no-verification", BOB, None, "not_verified"),
+        member(
+            "expired-at-valid-until-exclusive",
             ALICE,
             EXPIRED,
-            DEFAULT_ROOM,
-            NET,
-            False,
             "verification_expired",
-            {"user": ALICE, "date": NOW.date().isoformat()},
-            id="expired-at-valid-until-exclusive",
+            date=NOW.date().isoformat(),
         ),
-        pytest.param(
+        member(
+            "expired-long-ago-date-param",
             ALICE,
             EXPIRED_LONG_AGO,
-            DEFAULT_ROOM,
-            NET,
-            False,
             "verification_expired",
-            {"user": ALICE, "date": "2024-04-01"},
-            id="expired-long-ago-date-param",
+            date="2024-04-01",
         ),
-        pytest.param(
+        member(
+            "checked-after-now-not-valid-yet",
             ALICE,
             NOT_YET_VALID,
-            DEFAULT_ROOM,
-            NET,
-            False,
             "verification_expired",
-            {"user": ALICE, "date": VALID_UNTIL.date().isoformat()},
-            id="checked-after-now-not-valid-yet",
+            date=VALID_UNTIL.date().isoformat(),
         ),
-        pytest.param(ALICE, VALID, DEFAULT_ROOM, NET, True, "", None, id="valid-no-restriction"),
-        pytest.param(BOB, VALID, DEFAULT_ROOM, NET, True, "", None, id="valid-on-partner-server"),
-        pytest.param(
-            ALICE, VALID, DOCTORS_ROOM, NET, True, "", None, id="profession-in-restriction"
-        ),
-        pytest.param(
+        member("valid-no-restriction", ALICE, VALID),
+        member("valid-on-partner-server", BOB, VALID),
+        member("profession-in-restriction", ALICE, VALID, room=DOCTORS_ROOM),
+        member(
+            "profession-not-in-restriction-labels-sorted",
             ALICE,
             NURSE,
-            CARE_ROOM,
-            NET,
-            False,
             "profession_not_allowed",
-            {"user": ALICE, "allowed": "Médecin, Pharmacien", "profession": "Infirmier"},
-            id="profession-not-in-restriction-labels-sorted",
+            room=CARE_ROOM,
+            allowed="Médecin, Pharmacien",
+            profession="Infirmier",
         ),
-        pytest.param(
+        member(
+            "no-profession-code-refused-as-question-mark",
             ALICE,
             NO_PROFESSION,
-            DOCTORS_ROOM,
-            NET,
-            False,
             "profession_not_allowed",
-            {"user": ALICE, "allowed": "Médecin", "profession": "?"},
-            id="no-profession-code-refused-as-question-mark",
+            room=DOCTORS_ROOM,
+            allowed="Médecin",
+            profession="?",
         ),
-        pytest.param(
+        member(
+            "unknown-room-code-shown-as-is",
             ALICE,
             VALID,
-            ODD_CODE_ROOM,
-            NET,
-            False,
             "profession_not_allowed",
-            {"user": ALICE, "allowed": "zz", "profession": "Médecin"},
-            id="unknown-room-code-shown-as-is",
+            room=ODD_CODE_ROOM,
+            allowed="zz",
+            profession="Médecin",
         ),
     ],
 )
@@ -328,232 +275,93 @@ ENCRYPTED = body([ENCRYPTION_EVENT])
 CLEAR = body()
 
 
+def creation(
+    case_id: str,
+    config: Mapping[str, Any] | None,
+    reason: str = "",
+    *,
+    user: str = ALICE,
+    ver: Verification | None = VALID,
+    net: NetworkPolicy = NET,
+    by_default: bool = False,
+) -> Any:
+    """A may_create_room row (by a verified médecin unless told): allowed without
+    ``reason``, refused with it."""
+    return pytest.param(user, ver, config, net, by_default, not reason, reason, id=case_id)
+
+
+def must_encrypt(case_id: str, config: Mapping[str, Any]) -> Any:
+    """A verified creator refused because the room would not be encrypted."""
+    return creation(case_id, config, "room_not_encrypted")
+
+
 @pytest.mark.parametrize(
     ("user", "ver", "config", "net", "by_default", "allow", "reason"),
     [
         # Who may create at all.
-        pytest.param(BOT, None, CLEAR, NET, False, True, "", id="exempt-by-name-skips-all"),
-        pytest.param(BRIDGED, None, CLEAR, NET, False, True, "", id="exempt-by-pattern-skips-all"),
-        pytest.param(
-            MALLORY,
-            None,
+        creation("exempt-by-name-skips-all", CLEAR, user=BOT, ver=None),
+        creation("exempt-by-pattern-skips-all", CLEAR, user=BRIDGED, ver=None),
+        creation(
+            "network-not-protecting-by-default-skips-all",
             CLEAR,
-            NET_UNPROTECTED,
-            False,
-            True,
-            "",
-            id="network-not-protecting-by-default-skips-all",
+            user=MALLORY,
+            ver=None,
+            net=NET_UNPROTECTED,
         ),
-        pytest.param(
-            ADMIN, None, CLEAR, NET, False, True, "", id="admin-without-verification-admin-room"
-        ),
-        pytest.param(
-            ADMIN,
-            EXPIRED,
+        creation("admin-without-verification-admin-room", CLEAR, user=ADMIN, ver=None),
+        creation(
+            "admin-with-expired-verification-checked-as-creator",
             ENCRYPTED,
-            NET,
-            False,
-            False,
             "creator_not_verified",
-            id="admin-with-expired-verification-checked-as-creator",
+            user=ADMIN,
+            ver=EXPIRED,
         ),
-        pytest.param(
-            ADMIN,
-            VALID,
+        creation(
+            "admin-with-valid-verification-must-encrypt",
             CLEAR,
-            NET,
-            False,
-            False,
             "room_not_encrypted",
-            id="admin-with-valid-verification-must-encrypt",
+            user=ADMIN,
         ),
-        pytest.param(
-            ALICE,
-            None,
-            ENCRYPTED,
-            NET,
-            False,
-            False,
-            "creator_not_verified",
-            id="creator-unverified",
-        ),
-        pytest.param(
-            MALLORY,
-            VALID,
-            ENCRYPTED,
-            NET,
-            False,
-            False,
-            "creator_not_verified",
-            id="creator-on-foreign-server",
-        ),
-        pytest.param(
-            ALICE,
-            EXPIRED,
-            ENCRYPTED,
-            NET,
-            False,
-            False,
-            "creator_not_verified",
-            id="creator-verification-expired",
-        ),
-        pytest.param(ALICE, NURSE, ENCRYPTED, NET, False, True, "", id="any-profession-may-create"),
+        creation("creator-unverified", ENCRYPTED, "creator_not_verified", ver=None),
+        creation("creator-on-foreign-server", ENCRYPTED, "creator_not_verified", user=MALLORY),
+        creation("creator-verification-expired", ENCRYPTED, "creator_not_verified", ver=EXPIRED),
+        creation("any-profession-may-create", ENCRYPTED, ver=NURSE),
         # Verified creator: when encryption is not checked.
-        pytest.param(ALICE, VALID, None, NET, False, True, "", id="room-config-none-creator-only"),
-        pytest.param(
-            ALICE, VALID, CLEAR, NET_CLEAR_OK, False, True, "", id="require-encryption-false"
+        creation("room-config-none-creator-only", None),
+        creation("require-encryption-false", CLEAR, net=NET_CLEAR_OK),
+        creation("encrypted-by-default-on-homeserver", CLEAR, by_default=True),
+        creation("unencrypted-room-type-space", body(creation_content={"type": "m.space"})),
+        must_encrypt(
+            "other-room-type-must-encrypt", body(creation_content={"type": "org.example.board"})
         ),
-        pytest.param(
-            ALICE, VALID, CLEAR, NET, True, True, "", id="encrypted-by-default-on-homeserver"
-        ),
-        pytest.param(
-            ALICE,
-            VALID,
-            body(creation_content={"type": "m.space"}),
-            NET,
-            False,
-            True,
-            "",
-            id="unencrypted-room-type-space",
-        ),
-        pytest.param(
-            ALICE,
-            VALID,
-            body(creation_content={"type": "org.example.board"}),
-            NET,
-            False,
-            False,
-            "room_not_encrypted",
-            id="other-room-type-must-encrypt",
-        ),
-        pytest.param(
-            ALICE,
-            VALID,
+        must_encrypt(
+            "creation-content-without-type-must-encrypt",
             body(creation_content={"m.federate": False}),
-            NET,
-            False,
-            False,
-            "room_not_encrypted",
-            id="creation-content-without-type-must-encrypt",
         ),
-        pytest.param(
-            ALICE,
-            VALID,
-            body(creation_content="m.space"),
-            NET,
-            False,
-            False,
-            "room_not_encrypted",
-            id="creation-content-not-object-ignored",
-        ),
+        must_encrypt("creation-content-not-object-ignored", body(creation_content="m.space")),
         # Verified creator: the megolm initial_state check.
-        pytest.param(
-            ALICE, VALID, CLEAR, NET, False, False, "room_not_encrypted", id="no-initial-state"
-        ),
-        pytest.param(
-            ALICE,
-            VALID,
-            body([]),
-            NET,
-            False,
-            False,
-            "room_not_encrypted",
-            id="initial-state-empty-list",
-        ),
-        pytest.param(
-            ALICE,
-            VALID,
-            body({"m.room.encryption": ENCRYPTION_EVENT}),
-            NET,
-            False,
-            False,
-            "room_not_encrypted",
-            id="initial-state-not-a-list",
-        ),
-        pytest.param(
-            ALICE,
-            VALID,
-            body(["m.room.encryption"]),
-            NET,
-            False,
-            False,
-            "room_not_encrypted",
-            id="initial-state-entry-not-object",
-        ),
-        pytest.param(
-            ALICE,
-            VALID,
-            body([{**ENCRYPTION_EVENT, "type": "m.room.name"}]),
-            NET,
-            False,
-            False,
-            "room_not_encrypted",
-            id="entry-wrong-event-type",
-        ),
-        pytest.param(
-            ALICE,
-            VALID,
-            body([{**ENCRYPTION_EVENT, "state_key": "x"}]),
-            NET,
-            False,
-            False,
-            "room_not_encrypted",
-            id="entry-non-empty-state-key",
-        ),
-        pytest.param(
-            ALICE,
-            VALID,
+        must_encrypt("no-initial-state", CLEAR),
+        must_encrypt("initial-state-empty-list", body([])),
+        must_encrypt("initial-state-not-a-list", body({"m.room.encryption": ENCRYPTION_EVENT})),
+        must_encrypt("initial-state-entry-not-object", body(["m.room.encryption"])),
+        must_encrypt("entry-wrong-event-type", body([{**ENCRYPTION_EVENT, "type": "m.room.name"}])),
+        must_encrypt("entry-non-empty-state-key", body([{**ENCRYPTION_EVENT, "state_key": "x"}])),
+        creation(
+            "entry-state-key-absent-means-empty",
             body([{k: v for k, v in ENCRYPTION_EVENT.items() if k != "state_key"}]),
-            NET,
-            False,
-            True,
-            "",
-            id="entry-state-key-absent-means-empty",
         ),
-        pytest.param(
-            ALICE,
-            VALID,
-            body([{**ENCRYPTION_EVENT, "content": MEGOLM}]),
-            NET,
-            False,
-            False,
-            "room_not_encrypted",
-            id="entry-content-not-object",
+        must_encrypt("entry-content-not-object", body([{**ENCRYPTION_EVENT, "content": MEGOLM}])),
+        must_encrypt(
+            "entry-content-missing", body([{"type": "m.room.encryption", "state_key": ""}])
         ),
-        pytest.param(
-            ALICE,
-            VALID,
-            body([{"type": "m.room.encryption", "state_key": ""}]),
-            NET,
-            False,
-            False,
-            "room_not_encrypted",
-            id="entry-content-missing",
-        ),
-        pytest.param(
-            ALICE,
-            VALID,
-            body([{**ENCRYPTION_EVENT, "content": {}}]),
-            NET,
-            False,
-            False,
-            "room_not_encrypted",
-            id="entry-algorithm-missing",
-        ),
-        pytest.param(
-            ALICE,
-            VALID,
+        must_encrypt("entry-algorithm-missing", body([{**ENCRYPTION_EVENT, "content": {}}])),
+        must_encrypt(
+            "entry-wrong-algorithm",
             body([{**ENCRYPTION_EVENT, "content": {"algorithm": "m.olm.v1.curve25519-aes-sha2"}}]),
-            NET,
-            False,
-            False,
-            "room_not_encrypted",
-            id="entry-wrong-algorithm",
         ),
-        pytest.param(ALICE, VALID, ENCRYPTED, NET, False, True, "", id="megolm-initial-state"),
-        pytest.param(
-            ALICE,
-            VALID,
+        creation("megolm-initial-state", ENCRYPTED),
+        creation(
+            "megolm-among-other-entries",
             body(
                 [
                     {"type": "m.room.name", "state_key": "", "content": {"name": "Staff"}},
@@ -561,11 +369,6 @@ CLEAR = body()
                     ENCRYPTION_EVENT,
                 ]
             ),
-            NET,
-            False,
-            True,
-            "",
-            id="megolm-among-other-entries",
         ),
     ],
 )
@@ -595,54 +398,40 @@ def event(etype: str | None = "m.room.message", sender: str | None = ALICE, **ex
     return out
 
 
+def message(
+    case_id: str,
+    ev: Mapping[str, Any],
+    reason: str = "",
+    *,
+    room: RoomPolicy = DEFAULT_ROOM,
+    net: NetworkPolicy = NET,
+) -> Any:
+    """A message_allowed row: allowed without ``reason``, refused with it."""
+    return pytest.param(ev, room, net, not reason, reason, id=case_id)
+
+
 @pytest.mark.parametrize(
     ("ev", "room", "net", "allow", "reason"),
     [
-        pytest.param(event(), DEFAULT_ROOM, NET_CLEAR_OK, True, "", id="require-encryption-false"),
-        pytest.param(event(), OPEN_ROOM, NET, True, "", id="room-unprotected"),
-        pytest.param(event(), DEFAULT_ROOM, NET_UNPROTECTED, True, "", id="network-unprotected"),
-        pytest.param(
+        message("require-encryption-false", event(), net=NET_CLEAR_OK),
+        message("room-unprotected", event(), room=OPEN_ROOM),
+        message("network-unprotected", event(), net=NET_UNPROTECTED),
+        message(
+            "room-protected-on-unprotected-network",
             event(),
-            PROTECTED_ROOM,
-            NET_UNPROTECTED,
-            False,
             "message_not_encrypted",
-            id="room-protected-on-unprotected-network",
+            room=PROTECTED_ROOM,
+            net=NET_UNPROTECTED,
         ),
-        pytest.param(event(sender=BOT), DEFAULT_ROOM, NET, True, "", id="exempt-sender-by-name"),
-        pytest.param(
-            event(sender=BRIDGED), DEFAULT_ROOM, NET, True, "", id="exempt-sender-by-pattern"
-        ),
-        pytest.param(
-            event(sender=None),
-            DEFAULT_ROOM,
-            NET,
-            False,
-            "message_not_encrypted",
-            id="sender-missing-not-exempt",
-        ),
-        *(
-            pytest.param(
-                event(t), DEFAULT_ROOM, NET, False, "message_not_encrypted", id=f"clear-{t}"
-            )
-            for t in sorted(CONTENT_TYPES)
-        ),
-        pytest.param(
-            event(state_key=""),
-            DEFAULT_ROOM,
-            NET,
-            True,
-            "",
-            id="content-type-with-state-key-is-state",
-        ),
-        pytest.param(event("m.room.encrypted"), DEFAULT_ROOM, NET, True, "", id="encrypted-event"),
-        pytest.param(
-            event("m.room.topic", state_key=""), DEFAULT_ROOM, NET, True, "", id="state-event"
-        ),
-        pytest.param(
-            event("org.example.custom"), DEFAULT_ROOM, NET, True, "", id="non-content-type"
-        ),
-        pytest.param(event(None), DEFAULT_ROOM, NET, True, "", id="type-missing"),
+        message("exempt-sender-by-name", event(sender=BOT)),
+        message("exempt-sender-by-pattern", event(sender=BRIDGED)),
+        message("sender-missing-not-exempt", event(sender=None), "message_not_encrypted"),
+        *(message(f"clear-{t}", event(t), "message_not_encrypted") for t in sorted(CONTENT_TYPES)),
+        message("content-type-with-state-key-is-state", event(state_key="")),
+        message("encrypted-event", event("m.room.encrypted")),
+        message("state-event", event("m.room.topic", state_key="")),
+        message("non-content-type", event("org.example.custom")),
+        message("type-missing", event(None)),
     ],
 )
 def test_message_allowed(

@@ -119,6 +119,15 @@ def test_transaction_accepted(data: dict[str, Any]) -> None:
 # validate_transaction: refused shapes
 
 
+# What every REQUIRED field is tried with: (id suffix, value, reason, message end).
+REQUIRED_FIELD_CASES: tuple[tuple[str, Any, str, str], ...] = (
+    ("absent", DROP, "event_missing_field", "is missing"),
+    ("null", None, "event_missing_field", "is missing"),
+    ("empty-string", "", "event_wrong_type", "must be a non-empty string"),
+    ("number", 5, "event_wrong_type", "must be a non-empty string"),
+)
+
+
 def refused(data: Any, reason: str, fragment: str, id: str, errcode: str = "M_BAD_JSON") -> Any:
     return pytest.param(data, errcode, reason, fragment, id=id)
 
@@ -148,42 +157,15 @@ def refused(data: Any, reason: str, fragment: str, id: str, errcode: str = "M_BA
             "events[1] must be an object",
             id="second-event-not-object-index",
         ),
-        # Required string fields: missing (absent or null).
+        # Required string fields: missing (absent or null), wrong type or empty.
         *(
             refused(
-                {"events": [ev(**{key: DROP})]},
-                "event_missing_field",
-                f"events[0].{key} is missing",
-                id=f"{key}-absent",
+                {"events": [ev(**{key: value})]},
+                reason,
+                f"events[0].{key} {says}",
+                id=f"{key}-{case}",
             )
-            for key in REQUIRED
-        ),
-        *(
-            refused(
-                {"events": [ev(**{key: None})]},
-                "event_missing_field",
-                f"events[0].{key} is missing",
-                id=f"{key}-null",
-            )
-            for key in REQUIRED
-        ),
-        # Required string fields: wrong type or empty.
-        *(
-            refused(
-                {"events": [ev(**{key: ""})]},
-                "event_wrong_type",
-                f"events[0].{key} must be a non-empty string",
-                id=f"{key}-empty-string",
-            )
-            for key in REQUIRED
-        ),
-        *(
-            refused(
-                {"events": [ev(**{key: 5})]},
-                "event_wrong_type",
-                f"events[0].{key} must be a non-empty string",
-                id=f"{key}-number",
-            )
+            for case, value, reason, says in REQUIRED_FIELD_CASES
             for key in REQUIRED
         ),
         refused(

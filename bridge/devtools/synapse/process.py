@@ -12,14 +12,13 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
 import aiohttp
 import yaml
@@ -33,6 +32,7 @@ from bridge.devtools.synapse.config import (
     write_private,
 )
 from bridge.devtools.synapse.users import AdminAccount, RegisteredUser
+from bridge.devtools.testconfig import free_port
 
 __all__ = ["LocalSynapse", "SynapseStartError"]
 
@@ -43,14 +43,6 @@ _START_ATTEMPTS = 3  # only retried when the port was picked by us and was taken
 
 class SynapseStartError(RuntimeError):
     """Synapse did not become healthy; the message carries the tail of its logs."""
-
-
-def free_port() -> int:
-    """A loopback port free right now (another process may still take it before us)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _tail(path: Path, lines: int) -> list[str]:
@@ -304,21 +296,14 @@ class LocalSynapse:
     # -- HTTP helpers (see users.py) -----------------------------------------------
 
     async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        token: str | None = None,
-        json: Any = None,
-        expect: int | None = 200,
+        self, method: str, path: str, **options: Unpack[users.RequestOptions]
     ) -> tuple[int, Any]:
         """Send one client-server/admin API request; return (status, decoded JSON body).
 
-        With ``expect`` set, any other status raises :class:`SynapseError`.
+        ``options`` as for :func:`users.request`: ``token``, ``json``, and ``expect``
+        (200 unless given) — any other status raises :class:`SynapseError`.
         """
-        return await users.request(
-            self.base_url, method, path, token=token, json=json, expect=expect
-        )
+        return await users.request(self.base_url, method, path, **options)
 
     async def register_user(
         self,

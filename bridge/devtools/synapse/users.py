@@ -14,13 +14,14 @@ import json as json_module
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import aiohttp
 
 __all__ = [
     "AdminAccount",
     "RegisteredUser",
+    "RequestOptions",
     "SynapseError",
     "register_appservice_user",
     "register_user",
@@ -46,25 +47,31 @@ class RegisteredUser:
     password: str = field(repr=False)
 
 
+class RequestOptions(TypedDict, total=False):
+    """What :func:`request` takes besides the URL, method and path (all optional)."""
+
+    token: str | None  # sent as a bearer token
+    json: Any  # the request body
+    expect: int | None  # the status that must come back: 200 when left out, None for any
+
+
 async def request(
-    base_url: str,
-    method: str,
-    path: str,
-    *,
-    token: str | None = None,
-    json: Any = None,
-    expect: int | None = 200,
+    base_url: str, method: str, path: str, **options: Unpack[RequestOptions]
 ) -> tuple[int, Any]:
     """Send one client-server/admin API request; return (status, decoded JSON body).
 
-    With ``expect`` set, any other status raises :class:`SynapseError` (whose message
-    leaves out the query string, which may carry tokens).
+    Unless ``expect`` is None, any other status raises :class:`SynapseError` (whose
+    message leaves out the query string, which may carry tokens).
     """
+    if unknown := options.keys() - RequestOptions.__optional_keys__:
+        raise TypeError(f"request() got unexpected options: {sorted(unknown)}")
+    token = options.get("token")
+    expect = options.get("expect", 200)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     timeout = aiohttp.ClientTimeout(total=30)
     async with (
         aiohttp.ClientSession(timeout=timeout) as session,
-        session.request(method, base_url + path, headers=headers, json=json) as resp,
+        session.request(method, base_url + path, headers=headers, json=options.get("json")) as resp,
     ):
         raw = await resp.text()
         body: Any

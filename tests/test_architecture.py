@@ -42,6 +42,14 @@ PURE_MODULES: tuple[str, ...] = (
     "bridge/gate/policy.py",
     "bridge/spine/validate.py",
     "bridge/identity/identifiers.py",
+    "bridge/identity/matching.py",
+    "bridge/identity/model.py",
+    "bridge/identity/sources/extract/parse.py",
+    "bridge/identity/sources/fhir/mapping.py",
+    "bridge/audit/chain.py",
+    "bridge/core/decision.py",
+    "bridge/core/professions.py",
+    "bridge/spine/routes.py",
 )
 IO_LIBRARIES: tuple[str, ...] = (
     "aiohttp",

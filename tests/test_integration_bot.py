@@ -72,7 +72,7 @@ async def test_permission_denied_for_plain_member(stack: DevStack) -> None:
         await dave.join(room)
         await carol.wait_for_event(room, _bot_joined(stack))
         await dave.send_text(room, "!sg language en")
-        denied = await dave.wait_for_event(room, _notice_from(stack.bot_mxid))
+        denied = await dave.wait_for_event(room, _notice_from(stack.bot_mxid, "Permission"))
         assert "!sg language" in denied["content"]["body"]
         assert stack.santeguard is not None
         assert await stack.santeguard.rooms.language(room) is None

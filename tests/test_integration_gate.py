@@ -53,7 +53,7 @@ async def wait_until(predicate: Any, timeout: float = 10) -> None:
 
 async def protected_room(stack: DevStack, owner: SimpleClient, **kw: Any) -> str:
     room = await owner.create_room(initial_state=ENCRYPTED, **kw)
-    await wait_until(lambda: _joined(owner, room, stack.bot_mxid))
+    await wait_until(lambda: _joined(owner, room, stack.enforcer_mxid))
     return room
 
 
@@ -71,7 +71,9 @@ async def test_unverified_user_cannot_create_rooms(gated_stack: DevStack) -> Non
     assert "verified health professionals" in str(err.value.error)
 
 
-async def test_clear_room_refused_encrypted_room_gets_the_bot(gated_stack: DevStack) -> None:
+async def test_clear_room_refused_encrypted_room_gets_the_enforcer_not_the_bot(
+    gated_stack: DevStack,
+) -> None:
     _, doc = await gated_stack.practitioner(uniq("doc"), doctor())
     async with doc:
         with pytest.raises(MatrixError) as err:
@@ -79,7 +81,10 @@ async def test_clear_room_refused_encrypted_room_gets_the_bot(gated_stack: DevSt
         assert err.value.status == 403 and "chiffrés de bout en bout" in str(err.value.error)
         room = await protected_room(gated_stack, doc)
         levels = await doc.request("GET", f"/rooms/{room}/state/m.room.power_levels")
-        assert levels["users"][gated_stack.bot_mxid] == 100
+        assert levels["users"][gated_stack.enforcer_mxid] == 100
+        # Least privilege: the bot (which has an E2EE device) was not put in the room.
+        assert gated_stack.bot_mxid not in await doc.joined_members(room)
+        assert gated_stack.bot_mxid not in levels["users"]
 
 
 async def test_invites_and_joins_are_gated(gated_stack: DevStack) -> None:
@@ -140,10 +145,16 @@ async def test_profession_rule_enforced_and_applied_to_members(gated_stack: DevS
         await wait_until(lambda: _member_known(gated_stack, room, other_user.user_id))
         # Physicians and nurses (10, 60) → nurses only (60): the physician member is
         # removed at once, a physician invite is refused, a nurse invite passes.
-        await sg.room_policies.set_room(room, RoomPolicy(professions=frozenset({"60"})), "test")
-        removed = await sg.backstop.enforce_room(room, trigger="test")
+        new = RoomPolicy(professions=frozenset({"60"}))
+        removed: list[str] = []
+
+        async def plan(conn: Any) -> None:
+            removed.extend(await sg.enforcer.plan_room(conn, room, new, trigger="test"))
+
+        await sg.room_policies.set_room(room, new, "test", then=plan)
+        sg.enforcer.wake()
         assert other_user.user_id in removed
-        assert other_user.user_id not in await doc.joined_members(room)
+        await wait_until(lambda: _not_joined(doc, room, other_user.user_id))
         with pytest.raises(MatrixError) as err:
             await doc.invite(room, late_user.user_id)
         assert err.value.status == 403
@@ -195,18 +206,19 @@ async def test_backstop_removes_member_that_got_past_the_gate(gated_stack: DevSt
                 and ev["content"].get("membership") == "leave"
             ),
         )
-        assert kick["sender"] == gated_stack.bot_mxid
+        assert kick["sender"] == gated_stack.enforcer_mxid
         assert "n'est pas un professionnel de santé vérifié" in kick["content"]["reason"]
-        # The room is encrypted, so the bot's notice is too (this client has no keys).
+        # The enforcement user has no device: its notice is clear, and holds no patient data.
         notice = await doc.wait_for_recent(
             room,
             lambda ev: (
-                ev.get("sender") == gated_stack.bot_mxid
-                and ev.get("type") == "m.room.encrypted"
+                ev.get("sender") == gated_stack.enforcer_mxid
+                and ev.get("type") == "m.room.message"
                 and ev.get("origin_server_ts", 0) >= kick.get("origin_server_ts", 0)
             ),
         )
-        assert notice["content"]["algorithm"] == "m.megolm.v1.aes-sha2"
+        assert notice["content"]["msgtype"] == "m.notice"
+        assert temp_user.user_id in notice["content"]["body"]
     actions = [e.action for e in await sg.audit.recent(20, room_id=room)]
     assert "backstop.removed" in actions
 
@@ -228,11 +240,18 @@ async def test_unverified_practitioner_removed_everywhere(gated_stack: DevStack)
             await wait_until(
                 lambda room=room: _member_known(gated_stack, room, leaver_user.user_id)
             )
-        await sg.verifications.unbind(leaver_user.user_id)
-        removed = await sg.backstop.enforce_user(leaver_user.user_id, trigger="test")
+        removed: list[str] = []
+
+        async def plan(conn: Any) -> None:
+            removed.extend(
+                await sg.enforcer.plan_unbound(conn, leaver_user.user_id, trigger="test")
+            )
+
+        await sg.verifications.unbind(leaver_user.user_id, then=plan)
+        sg.enforcer.wake()
         assert sorted(removed) == sorted(rooms)
         for room in rooms:
-            assert leaver_user.user_id not in await doc.joined_members(room)
+            await wait_until(lambda room=room: _not_joined(doc, room, leaver_user.user_id))
 
 
 async def test_admin_room_is_unprotected(gated_stack: DevStack) -> None:
@@ -240,9 +259,18 @@ async def test_admin_room_is_unprotected(gated_stack: DevStack) -> None:
     sg = gated_stack.santeguard
     assert sg is not None
     async with admin_client as c:
-        room = await c.create_room(name="Administration SantéGuard")  # clear: an admin room
+        # Clear: an admin room. The bot joins because it is invited, and says what it is.
+        room = await c.create_room(name="Administration SantéGuard", invite=(gated_stack.bot_mxid,))
         await wait_until(lambda: _joined(c, room, gated_stack.bot_mxid))
         await wait_until(lambda: _unprotected(gated_stack, room))
+        hello = await c.wait_for_event(
+            room,
+            lambda ev: (
+                ev.get("sender") == gated_stack.bot_mxid
+                and "aucune donnée de patient" in ev.get("content", {}).get("body", "")
+            ),
+        )
+        assert hello
         await c.send_text(room, "!sg ping")
         pong = await c.wait_for_event(
             room,
@@ -270,7 +298,7 @@ async def test_protecting_a_clear_room_encrypts_it_and_redacts_clear_leftovers(
     sg = gated_stack.santeguard
     assert sg is not None and sg.gatekeeper is not None
     async with admin_client as c:
-        room = await c.create_room(name="Salle de garde")
+        room = await c.create_room(name="Salle de garde", invite=(gated_stack.bot_mxid,))
         await wait_until(lambda: _joined(c, room, gated_stack.bot_mxid))
         await wait_until(lambda: _unprotected(gated_stack, room))
         leftover = await c.send_text(room, "compte rendu envoyé en clair")

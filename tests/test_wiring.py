@@ -19,7 +19,7 @@ async def test_every_capability_is_registered(tmp_path: Path) -> None:
             "m.room.encryption",
         } <= sg.routes.event_types()
         names = {c.spec.name for c in sg.commands.registry}
-        assert {"help", "ping", "status", "language", "encryption"} <= names
+        assert {"help", "ping", "status", "language", "encryption", "leave"} <= names
         assert {"verify", "unverify", "whois", "annuaire", "room"} <= names
         assert set(sg.scheduler.jobs) == {
             "wal_checkpoint",

@@ -21,6 +21,7 @@ from bridge.app.wiring import (
     build_psc,
     build_scheduler,
     build_translator,
+    enforcer_mxid,
     network_policy,
 )
 from bridge.audit.log import AuditLog
@@ -37,6 +38,9 @@ from bridge.e2ee.hooks import EncryptedEvents
 from bridge.gate.backstop import Backstop
 from bridge.gate.commands import RoomCommands
 from bridge.gate.decide import Gatekeeper
+from bridge.gate.enforce import EnforcementStore, Enforcer
+from bridge.gate.presence import EnforcerPresence
+from bridge.gate.reconcile import Reconciler
 from bridge.gate.store import RoomPolicyStore
 from bridge.identity.bind import Binder
 from bridge.identity.commands import IdentityCommands
@@ -113,18 +117,31 @@ class SanteGuard:
             zero_touch=psc,
         )
         self.gate: GatePort = gate or self.gatekeeper
-        self.backstop = Backstop(
-            self.gatekeeper,
+        # The enforcement user: in every room (the room module invites it), no device.
+        self.enforcer_matrix = self.matrix.as_user(
+            enforcer_mxid(cfg), cfg.appservice.enforcer_displayname
+        )
+        self.enforcer = Enforcer(
+            EnforcementStore(self.db),
             self.room_policies,
-            self.matrix,
+            self.gatekeeper,
+            self.verifications,
+            self.enforcer_matrix,
             self.audit,
             self.alerts,
             t,
             language=lang,
         )
+        own = frozenset({cfg.bot_mxid, self.enforcer_matrix.bot_mxid})
+        self.backstop = Backstop(
+            self.gatekeeper, self.room_policies, self.enforcer, self.audit, own_users=own
+        )
+        self.reconciler = Reconciler(
+            self.enforcer_matrix, self.room_policies, self.gatekeeper, self.enforcer
+        )
         self.forced = ForcedEncryption(
             self.gatekeeper,
-            self.matrix,
+            self.enforcer_matrix,
             self.audit,
             self.alerts,
             t,
@@ -137,34 +154,45 @@ class SanteGuard:
         self.reverifier = Reverifier(
             self.verifications,
             self.binder,
-            self.backstop,
+            self.enforcer,
             self.audit,
             self.alerts,
             period_seconds=cfg.gate.reverify_hours * 3600,
         )
 
-        # Commands, and the bot's presence in rooms.
+        # Commands, and the bot's presence in the rooms that invite it.
         self.status = Status(
             __version__,
             queue_depth=self.queue.depth,
             rooms_watched=self.rooms.count_joined,
             set_room_language=LanguageSetting(self.rooms, self.audit).set,
         )
+        membership = BotMembership(
+            self.matrix,
+            self.rooms,
+            self.audit,
+            t,
+            self.gatekeeper,
+            prefix=cfg.bot.prefix,
+            default_language=lang,
+            on_joined=[self.forced.ensure_encrypted],
+        )
         self.commands = build_command_service(
             cfg,
             t,
             (
+                membership,
                 EncryptionCommands(self.crypto),
                 IdentityCommands(
                     binder=self.binder,
                     store=self.verifications,
-                    enforcer=self.backstop,
+                    enforcer=self.enforcer,
                     profiles=self.matrix,
                     audit=self.audit,
                 ),
                 RoomCommands(
                     store=self.room_policies,
-                    backstop=self.backstop,
+                    enforcer=self.enforcer,
                     encryption=self.forced,
                     audit=self.audit,
                     admins=frozenset(cfg.bot.admins),
@@ -176,13 +204,16 @@ class SanteGuard:
             audit=self.audit,
             command_log=CommandLog(self.db),
         )
-        membership = BotMembership(
-            self.matrix, self.rooms, self.audit, on_joined=[self.forced.ensure_encrypted]
-        )
 
         # Events: each capability subscribes to the types it handles.
-        self.routes = EventRoutes(cfg.bot_mxid)
-        subscribers: list[Subscriber] = [self.backstop, self.forced, membership, self.commands]
+        self.routes = EventRoutes(*own)
+        subscribers: list[Subscriber] = [
+            self.backstop,
+            EnforcerPresence(self.enforcer_matrix, self.audit, self.alerts),
+            self.forced,
+            membership,
+            self.commands,
+        ]
         if self.crypto is not None:
             subscribers.append(EncryptedEvents(self.crypto))
         for subscriber in subscribers:
@@ -195,10 +226,19 @@ class SanteGuard:
             max_attempts=cfg.dispatch.max_attempts,
             retry_base_seconds=cfg.dispatch.retry_base_seconds,
         )
-        self.bot = BotAccount(self.matrix, after=[self.crypto.start] if self.crypto else [])
+        starts = [self.enforcer_matrix.ensure_bot, *([self.crypto.start] if self.crypto else [])]
+        self.bot = BotAccount(self.matrix, after=starts)
         self.scheduler = build_scheduler(
-            cfg, self.metrics, self.db, self.queue, self.reverifier, bot_ready=self.bot.ready
+            cfg,
+            self.metrics,
+            self.db,
+            self.queue,
+            self.reverifier,
+            self.enforcer,
+            self.reconciler,
+            bot_ready=self.bot.ready,
         )
+        self.enforcer.on_planned = lambda: self.scheduler.trigger("enforcement")
         self._runner: web.AppRunner | None = None
 
     @property

@@ -20,13 +20,16 @@ from bot.i18n import Translator
 from bridge.commands.log import CommandLog
 from bridge.commands.rooms import RoomStore
 from bridge.commands.service import CommandService
+from bridge.commands.text import CATALOG as COMMANDS_TEXT
 from bridge.config import Config, ConfigError
 from bridge.core.errors import TransientError
 from bridge.core.ports import AuditPort
 from bridge.e2ee.commands import UndecryptableNotifier
 from bridge.e2ee.device import BotDevice, DeviceAllowed
 from bridge.e2ee.text import CATALOG as E2EE_TEXT
+from bridge.gate.enforce import Enforcer
 from bridge.gate.policy import NetworkPolicy
+from bridge.gate.reconcile import Reconciler
 from bridge.gate.text import CATALOG as GATE_TEXT
 from bridge.homeserver_check import CATALOG as HOMESERVER_CHECK_TEXT
 from bridge.identity.bind import Binder
@@ -45,7 +48,7 @@ from bridge.ops.scheduler import Job, Scheduler
 from bridge.ops.status import Status
 from bridge.spine.queue import EventQueueStore
 
-TEXT_CATALOGS = (GATE_TEXT, IDENTITY_TEXT, E2EE_TEXT, HOMESERVER_CHECK_TEXT)
+TEXT_CATALOGS = (COMMANDS_TEXT, GATE_TEXT, IDENTITY_TEXT, E2EE_TEXT, HOMESERVER_CHECK_TEXT)
 """Every capability's texts; with the framework's own, the one catalog (see the test)."""
 
 
@@ -55,6 +58,11 @@ def build_translator(*, strict: bool = False) -> Translator:
     for catalog in TEXT_CATALOGS:
         translator = translator.merged(catalog)
     return translator
+
+
+def enforcer_mxid(config: Config) -> str:
+    """The enforcement user: in the appservice's namespace, next to the bot."""
+    return f"@{config.appservice.enforcer_username}:{config.homeserver.domain}"
 
 
 def network_policy(config: Config) -> NetworkPolicy:
@@ -175,6 +183,8 @@ def build_scheduler(
     db: Database,
     queue: EventQueueStore,
     reverifier: Reverifier,
+    enforcer: Enforcer,
+    reconciler: Reconciler,
     *,
     bot_ready: asyncio.Event,
 ) -> Scheduler:
@@ -192,10 +202,30 @@ def build_scheduler(
     async def prune() -> None:
         await queue.prune_done(keep_ms)
 
+    async def reconcile() -> None:
+        await reconciler.sweep()
+
     for job in (
         Job("wal_checkpoint", checkpoint, interval_seconds=1),
         Job("import_watch", watch_imports, interval_seconds=10, first_delay_seconds=0),
         Job("prune_done", prune, interval_seconds=60),
+        # Removals: woken on every plan; otherwise when the next retry is due.
+        Job(
+            "enforcement",
+            enforcer.run_due,
+            interval_seconds=30,
+            first_delay_seconds=0,
+            after=bot_ready,
+        ),
+        # Every violation re-derived from the homeserver's members, at start and hourly.
+        Job(
+            "reconcile",
+            reconcile,
+            interval_seconds=config.gate.reconcile_minutes * 60,
+            retry_seconds=60,
+            first_delay_seconds=0,
+            after=bot_ready,
+        ),
         # Re-checks remove members, so they wait for the bot; the first runs at once.
         Job(
             "reverify",

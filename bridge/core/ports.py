@@ -10,9 +10,14 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Protocol
 
+from mautrix.util.async_db import Connection
+
 from bridge.core.decision import Decision
 
 Clock = Callable[[], datetime]
+InTransaction = Callable[[Connection], Awaitable[object]]
+"""Work to do inside another store's database transaction (e.g. plan the removals an
+unbinding calls for, so that neither can be committed without the other)."""
 EventHandler = Callable[[dict[str, Any]], Awaitable[bool]]
 """Handles one event; returns whether it called for any work (or, as a guard, refused it)."""
 
@@ -74,12 +79,18 @@ class ZeroTouchPort(Protocol):
 
 
 class MemberEnforcerPort(Protocol):
-    """Removes members that the room policy no longer admits."""
+    """Removes members the gate no longer admits, durably.
 
-    async def enforce_user(
-        self, user_id: str, *, trigger: str, reason: str | None = None
+    ``plan_unbound`` runs inside the transaction that removes a binding and writes the
+    removals it calls for (the rooms returned); a worker carries them out until the
+    homeserver confirms, across restarts. ``wake`` asks the worker to start now (call
+    it once the transaction committed).
+    """
+
+    async def plan_unbound(
+        self, conn: Connection, user_id: str, *, trigger: str, reason: str | None = None
     ) -> list[str]: ...
-    async def enforce_room(self, room_id: str, *, trigger: str) -> list[str]: ...
+    def wake(self) -> None: ...
 
 
 class RoomRulesPort(Protocol):

@@ -116,9 +116,14 @@ async def scenario(stack: DevStack, say: Narrator, workdir: Path) -> None:
     say.say("users", users=", ".join(u.user_id for u in (admin, doc_u, ide_u, anon_u)))
     async with admin_c, doc, ide, anon:
         say.say("admin_room")
-        admin_room = await admin_c.create_room(name="Administration SantéGuard")
+        admin_room = await admin_c.create_room(
+            name="Administration SantéGuard", invite=(stack.bot_mxid,)
+        )
         await _wait(lambda: _bot_in(admin_c, admin_room, stack.bot_mxid))
         await _wait(lambda: _unprotected(sg, admin_room))
+        # On joining, the bot says what the room is (an admin room: no patient data).
+        hello = await admin_c.wait_for_recent(admin_room, _bot_notice(stack.bot_mxid))
+        say.say("reply", reply=hello["content"]["body"])
         for cmd in (
             "!sg ping",
             f"!sg verify {doc_u.user_id} 10999990012",
@@ -132,9 +137,10 @@ async def scenario(stack: DevStack, say: Narrator, workdir: Path) -> None:
         await _attempt(say, doc.create_room(name="Staff (en clair)"))
         name = "RCP oncologie"
         room = await doc.create_room(name=name, initial_state=ENCRYPTED, preset="public_chat")
-        await _wait(lambda: _bot_in(doc, room, stack.bot_mxid))
+        control = stack.enforcer_mxid
+        await _wait(lambda: _bot_in(doc, room, control))
         levels = await doc.request("GET", f"/rooms/{room}/state/m.room.power_levels")
-        say.say("enc_room", name=name, pl=f"{stack.bot_mxid}: {levels['users'][stack.bot_mxid]}")
+        say.say("enc_room", name=name, pl=f"{control}: {levels['users'][control]}")
         say.say("invite_anon", user=anon_u.user_id)
         await _attempt(say, doc.invite(room, anon_u.user_id))
         say.say("join_anon", user=anon_u.user_id)
@@ -147,6 +153,7 @@ async def scenario(stack: DevStack, say: Narrator, workdir: Path) -> None:
 
         await _wait(lambda: _member(sg, room, ide_u.user_id))
         say.say("e2ee", name=name)
+        await doc.invite(room, stack.bot_mxid)
         async with NioPeer(
             stack.synapse.base_url,
             doc_u.user_id,
@@ -155,6 +162,8 @@ async def scenario(stack: DevStack, say: Narrator, workdir: Path) -> None:
             workdir / "dr-exemple-device",
         ) as peer:
             await peer.wait_for_member(room, stack.bot_mxid)
+            # The bot says what it can read when it joins (in both languages: `!sg leave`).
+            await peer.wait_for(room, notice_from(stack.bot_mxid, "!sg leave"), timeout=30)
             since = peer.mark(room)
             say.say("cmd", who="Dr Exemple", cmd="!sg encryption")
             await peer.send_text(room, "!sg encryption")

@@ -25,15 +25,17 @@ CATALOG: Mapping[str, Mapping[str, str]] = {
         "refused": "   ↳ REFUSÉ par le homeserver : {reason}",
         "allowed": "   ↳ accepté",
         "clear_room": "Le Dr Exemple essaie de créer un salon NON chiffré …",
-        "enc_room": "Le Dr Exemple crée un salon chiffré « {name} » : le bot y est ajouté "
-        "d'office avec les droits d'administration ({pl}).",
+        "enc_room": "Le Dr Exemple crée un salon chiffré « {name} » : le compte de contrôle de "
+        "SantéGuard y est ajouté d'office avec le droit de faire respecter les règles ({pl}) ; "
+        "il n'a pas d'appareil de chiffrement, il ne peut donc rien lire. Le bot, lui, n'entre "
+        "que là où on l'invite.",
         "invite_anon": "Il invite {user}, qui n'est pas un professionnel vérifié …",
         "join_anon": "{user} essaie d'entrer seul dans le salon (public) …",
         "invite_nurse": "Il invite l'infirmière vérifiée {user} …",
         "clear_msg": "Il envoie un message EN CLAIR dans le salon protégé …",
-        "e2ee": "Le Dr Exemple ouvre Element (appareil chiffré) dans « {name} » et tape une "
-        "commande : elle part chiffrée, le bot la déchiffre avec son propre appareil et "
-        "répond chiffré.",
+        "e2ee": "Le Dr Exemple invite le bot dans « {name} », ouvre Element (appareil chiffré) et "
+        "tape une commande : elle part chiffrée, le bot la déchiffre avec son propre appareil "
+        "et répond chiffré.",
         "e2ee_reply": "   ↳ réponse chiffrée du bot, déchiffrée par le Dr Exemple : {reply}",
         "e2ee_wire": "   ↳ ce que le serveur stocke : {type} ({algorithm}), sans texte en clair.",
         "deactivate": "Nouvelle extraction de l'annuaire : {user} n'y figure plus (cessation "
@@ -77,14 +79,16 @@ CATALOG: Mapping[str, Mapping[str, str]] = {
         "refused": "   ↳ REFUSED by the homeserver: {reason}",
         "allowed": "   ↳ accepted",
         "clear_room": "Dr Exemple tries to create an UNENCRYPTED room …",
-        "enc_room": "Dr Exemple creates an encrypted room “{name}”: the bot is added "
-        "automatically with admin power ({pl}).",
+        "enc_room": "Dr Exemple creates an encrypted room “{name}”: SantéGuard's enforcement "
+        "account is added automatically with the power to enforce the rules ({pl}); it has no "
+        "encryption device, so it can read nothing. The bot only enters where it is invited.",
         "invite_anon": "He invites {user}, who is not a verified professional …",
         "join_anon": "{user} tries to join the (public) room on their own …",
         "invite_nurse": "He invites the verified nurse {user} …",
         "clear_msg": "He sends a message IN CLEAR in the protected room …",
-        "e2ee": "Dr Exemple opens his encrypted client in “{name}” and types a command: it "
-        "leaves encrypted, the bot decrypts it with its own device and answers encrypted.",
+        "e2ee": "Dr Exemple invites the bot into “{name}”, opens his encrypted client and types "
+        "a command: it leaves encrypted, the bot decrypts it with its own device and answers "
+        "encrypted.",
         "e2ee_reply": "   ↳ the bot's encrypted reply, decrypted by Dr Exemple: {reply}",
         "e2ee_wire": "   ↳ what the server stores: {type} ({algorithm}), no clear text.",
         "deactivate": "New directory extract: {user} is no longer listed (stopped practising). "

@@ -80,7 +80,7 @@ class DevStack:
                     "config": {
                         "base_url": f"http://127.0.0.1:{self.as_port}{ANTISPAM_PATH}",
                         "authorization": self.gate_token,
-                        "bot_user_id": f"@santeguard:{server_name}",
+                        "enforcer_user_id": f"@santeguard_control:{server_name}",
                     },
                 }
             ],
@@ -137,6 +137,11 @@ class DevStack:
     async def stop(self) -> None:
         await self.stop_santeguard()
         await self.synapse.stop()
+
+    @property
+    def enforcer_mxid(self) -> str:
+        """The enforcement user (no E2EE device), which the room module puts in every room."""
+        return f"@santeguard_control:{self.server_name}"
 
     @property
     def bot_mxid(self) -> str:

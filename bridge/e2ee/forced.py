@@ -51,7 +51,8 @@ class ForcedEncryption:
     def subscribe(self, routes: RoutesPort) -> None:
         # A guard: refused content is redacted and never reaches the other handlers
         # (a clear "!sg …" in a protected room is not run as a command).
-        routes.guard("m.room.message", self.redact_clear, ignore_own=True)
+        # Any type: clear text may also ride in a state event of any type.
+        routes.guard("*", self.redact_clear, ignore_own=True)
 
     async def ensure_encrypted(self, room_id: str) -> bool:
         """Switch encryption on in a protected room found in clear.

@@ -1,16 +1,19 @@
 """Room rules: `!sg room professions …` and `!sg room protect on|off`.
 
-A change is audited and applied at once: members the new rule no longer admits are
-removed by the backstop, and a newly protected room gets encryption switched on.
+A change is audited and applied at once: the removal of members the new rule no longer
+admits is written with the rule (the enforcement worker carries it out), and a newly
+protected room gets encryption switched on.
 """
 
 from __future__ import annotations
+
+from mautrix.util.async_db import Connection
 
 from bot.commands import Arg, ArgKind, CommandError, Permission, command
 from bot.context import CommandContext
 from bridge.core.ports import AuditPort, EncryptionEnforcerPort
 from bridge.core.professions import profession_codes, profession_label
-from bridge.gate.backstop import Backstop
+from bridge.gate.enforce import Enforcer
 from bridge.gate.policy import RoomPolicy
 from bridge.gate.store import RoomPolicyStore
 
@@ -20,16 +23,27 @@ class RoomCommands:
         self,
         *,
         store: RoomPolicyStore,
-        backstop: Backstop,
+        enforcer: Enforcer,
         encryption: EncryptionEnforcerPort,
         audit: AuditPort,
         admins: frozenset[str],
     ) -> None:
         self._store = store
-        self._backstop = backstop
+        self._enforcer = enforcer
         self._encryption = encryption
         self._audit = audit
         self._admins = admins
+
+    async def _apply(self, ctx: CommandContext, new: RoomPolicy, *, trigger: str) -> list[str]:
+        """Store the rule and the removals it calls for in one transaction."""
+        removed: list[str] = []
+
+        async def plan(conn: Connection) -> None:
+            removed.extend(await self._enforcer.plan_room(conn, ctx.room_id, new, trigger=trigger))
+
+        await self._store.set_room(ctx.room_id, new, ctx.sender, then=plan)
+        self._enforcer.wake()
+        return removed
 
     @command(
         "room",
@@ -69,17 +83,15 @@ class RoomCommands:
                     raise CommandError("gate.room_bad_code", value=token)
                 found.update(matched)
             codes = frozenset(found)
-        await self._store.set_room(
-            ctx.room_id, RoomPolicy(protected=current.protected, professions=codes), ctx.sender
+        new = RoomPolicy(
+            protected=current.protected, professions=codes, admin_room=current.admin_room
         )
+        removed = await self._apply(ctx, new, trigger=f"room rule by {ctx.sender}")
         await self._audit.record(
             ctx.sender,
             "room.professions",
             room_id=ctx.room_id,
-            details={"professions": sorted(codes)},
-        )
-        removed = await self._backstop.enforce_room(
-            ctx.room_id, trigger=f"room rule by {ctx.sender}"
+            details={"professions": sorted(codes), "removals": len(removed)},
         )
         names = ", ".join(profession_label(c) or c for c in sorted(codes)) or "*"
         await ctx.reply_t("gate.room_professions_set", list=names, removed=len(removed))
@@ -93,19 +105,21 @@ class RoomCommands:
         if state not in ("on", "off"):
             raise CommandError("gate.room_usage", prefix=ctx.prefix)
         protected = state == "on"
-        await self._store.set_room(
-            ctx.room_id,
-            RoomPolicy(protected=protected, professions=current.professions),
-            ctx.sender,
+        # Protecting an admin room makes it a practitioners' room (closed admin rooms
+        # are not protected rooms); unprotecting one leaves it an admin room.
+        new = RoomPolicy(
+            protected=protected,
+            professions=current.professions,
+            admin_room=current.admin_room and not protected,
         )
+        removed = await self._apply(ctx, new, trigger=f"protect by {ctx.sender}")
         await self._audit.record(
-            ctx.sender, "room.protection", room_id=ctx.room_id, details={"protected": protected}
+            ctx.sender,
+            "room.protection",
+            room_id=ctx.room_id,
+            details={"protected": protected, "removals": len(removed)},
         )
-        removed: list[str] = []
         if protected:
-            removed = await self._backstop.enforce_room(
-                ctx.room_id, trigger=f"protect by {ctx.sender}"
-            )
             await self._encryption.ensure_encrypted(ctx.room_id)
         await ctx.reply_t(
             "gate.room_protect",

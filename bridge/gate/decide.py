@@ -89,6 +89,9 @@ class Gatekeeper:
         only with them: a member who got past the gate reads nothing new)."""
         return self.member_decision(user_id, room_id).allow
 
+    def is_admin_room(self, room_id: str) -> bool:
+        return self._rooms.room(room_id).admin_room
+
     def is_verified(self, user_id: str) -> bool:
         return self._credentials.verification(user_id) is not None
 
@@ -153,10 +156,13 @@ class Gatekeeper:
             return user, "", decision
         if callback == "check_event_for_spam":
             event = payload.get("event") or {}
-            room_id = str(event.get("room_id", ""))
-            return (
-                str(event.get("sender", "")),
-                room_id,
-                policy.message_allowed(event, self._rooms.room(room_id), self._network),
+            room_id, sender = str(event.get("room_id", "")), str(event.get("sender", ""))
+            decision = policy.may_send(
+                event,
+                self._credentials.verification(sender),
+                self._rooms.room(room_id),
+                self._network,
+                self._clock(),
             )
+            return sender, room_id, decision
         return "", "", None

@@ -28,6 +28,7 @@ __all__ = [
     "is_protected",
     "may_be_member",
     "may_create_room",
+    "may_send",
     "message_allowed",
 ]
 
@@ -42,6 +43,40 @@ CONTENT_TYPES = frozenset(
         "m.poll.start",
         "org.matrix.msc3381.poll.start",
         "m.call.invite",
+    }
+)
+
+
+# Fields that carry what people write.
+TEXT_FIELDS = ("body", "formatted_body")
+
+# Room-state types a client legitimately sets; any other state type carrying text is
+# refused in a protected room (clear text must not hide in state).
+KNOWN_STATE_TYPES = frozenset(
+    {
+        "m.room.create",
+        "m.room.member",
+        "m.room.power_levels",
+        "m.room.join_rules",
+        "m.room.history_visibility",
+        "m.room.guest_access",
+        "m.room.name",
+        "m.room.topic",
+        "m.room.avatar",
+        "m.room.canonical_alias",
+        "m.room.aliases",
+        "m.room.encryption",
+        "m.room.server_acl",
+        "m.room.tombstone",
+        "m.room.pinned_events",
+        "m.room.third_party_invite",
+        "m.room.retention",
+        "m.space.child",
+        "m.space.parent",
+        "m.call.member",
+        "org.matrix.msc3401.call.member",
+        "im.vector.modular.widgets",
+        "m.widget",
     }
 )
 
@@ -71,13 +106,21 @@ class NetworkPolicy:
 
 @dataclass(frozen=True, slots=True)
 class RoomPolicy:
-    """Per-room settings (``!sg room …``); None means 'network default'."""
+    """Per-room settings (``!sg room …``); None means 'network default'.
+
+    ``admin_room``: a room where network admins talk to the bot; closed to everybody
+    else (no patient data belongs there, so it is not a practitioners' room either).
+    """
 
     protected: bool | None = None
     professions: frozenset[str] = field(default_factory=frozenset)
+    admin_room: bool = False
 
 
 def is_protected(room: RoomPolicy, network: NetworkPolicy) -> bool:
+    """A practitioners' room: verified members only, end-to-end encrypted."""
+    if room.admin_room:
+        return False
     return network.protect_by_default if room.protected is None else room.protected
 
 
@@ -89,7 +132,13 @@ def may_be_member(
     now: datetime,
 ) -> Decision:
     """May ``user_id`` be invited to, join or stay in this room?"""
-    if network.exempt(user_id) or not is_protected(room, network):
+    if network.exempt(user_id):
+        return Decision.ok()
+    if room.admin_room:
+        if user_id in network.admins:
+            return Decision.ok()
+        return Decision.no("admin_room_closed", user=user_id)
+    if not is_protected(room, network):
         return Decision.ok()
     if not network.server_allowed(user_id):
         return Decision.no("server_not_allowed", user=user_id, server=user_id.split(":", 1)[-1])
@@ -158,22 +207,57 @@ def may_create_room(
 def is_admin_room(create_event: Mapping[str, Any], network: NetworkPolicy) -> bool:
     """A room created by a network admin who is not a verified practitioner.
 
-    Such rooms are where admins talk to the bot; they are left unprotected, since their
-    creator could not be a member of a protected room. Until the backstop sees the
-    creation event the room is treated as protected: the stricter side.
+    Such rooms are where admins talk to the bot. They become admin rooms: closed to all
+    but network admins and SantéGuard's own users, and not a place for patient data.
+    Until the backstop sees the creation event the room is treated as protected: the
+    stricter side.
     """
     return create_event.get("type") == "m.room.create" and create_event.get("sender") in (
         network.admins
     )
 
 
+def _carries_text(content: Any) -> bool:
+    return isinstance(content, Mapping) and any(k in content for k in TEXT_FIELDS)
+
+
 def message_allowed(event: Mapping[str, Any], room: RoomPolicy, network: NetworkPolicy) -> Decision:
-    """Clear content in a protected room is refused (the backstop redacts what slips by)."""
+    """Clear content in a protected room is refused (the backstop redacts what slips by).
+
+    Clear text must not ride in state events either: a state event whose type is a
+    message type, or not a known room-state type, and whose content carries text
+    (``body``, ``formatted_body``) is refused like a clear message.
+    """
     if not network.require_encryption or not is_protected(room, network):
         return Decision.ok()
     sender = str(event.get("sender", ""))
     if network.exempt(sender):
         return Decision.ok()
-    if event.get("type") in CONTENT_TYPES and "state_key" not in event:
+    event_type = event.get("type")
+    if "state_key" in event:
+        if (event_type in CONTENT_TYPES or event_type not in KNOWN_STATE_TYPES) and (
+            _carries_text(event.get("content"))
+        ):
+            return Decision.no("state_text_not_allowed")
+        return Decision.ok()
+    if event_type in CONTENT_TYPES:
         return Decision.no("message_not_encrypted")
     return Decision.ok()
+
+
+def may_send(
+    event: Mapping[str, Any],
+    verification: Credential | None,
+    room: RoomPolicy,
+    network: NetworkPolicy,
+    now: datetime,
+) -> Decision:
+    """May this event be sent? In a protected room, only by someone the gate would admit
+    there now (a member who slipped in says nothing while the backstop removes them),
+    and only encrypted (``message_allowed``)."""
+    sender = str(event.get("sender", ""))
+    if is_protected(room, network) or room.admin_room:
+        who = may_be_member(sender, verification, room, network, now)
+        if not who.allow:
+            return who
+    return message_allowed(event, room, network)

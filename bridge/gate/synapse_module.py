@@ -3,9 +3,12 @@
 synapse-http-antispam 0.5.1 forwards only the user ID to ``user_may_create_room``, but
 Synapse hands the module API the whole ``/createRoom`` body: this module forwards it to
 the same SantéGuard gate endpoint, so the gate can refuse a room born unencrypted. It
-also adds the SantéGuard bot to every room a user creates, with the power level it
-needs to enforce the policy (remove unverified members, switch encryption on, redact
-clear messages), so enforcement never depends on someone remembering to invite it.
+also adds SantéGuard's enforcement user to every room a user creates, with the power
+level it needs to enforce the policy (remove unverified members, switch encryption on,
+redact clear messages), so enforcement never depends on someone remembering to invite
+it. The enforcement user has no end-to-end encryption device: clients share no room
+key with it, so it cannot read what is said. (The bot people talk to, which has a
+device, joins only the rooms it is invited to.)
 
 It runs inside Synapse's process and imports nothing from SantéGuard beyond this file.
 
@@ -14,8 +17,8 @@ It runs inside Synapse's process and imports nothing from SantéGuard beyond thi
         config:
           base_url: http://127.0.0.1:29340/_santeguard/antispam
           authorization: <antispam.token>
-          bot_user_id: "@santeguard:example.org"
-          bot_power_level: 100
+          enforcer_user_id: "@santeguard_control:example.org"
+          enforcer_power_level: 100
 """
 
 from __future__ import annotations
@@ -36,8 +39,8 @@ class SanteGuardRoomRules:
         self._api = api
         self._url = str(config["base_url"]).rstrip("/")
         self._headers = {"Authorization": [f"Bearer {config['authorization']}"]}
-        self._bot = str(config["bot_user_id"])
-        self._bot_level = int(config.get("bot_power_level", 100))
+        self._enforcer = str(config["enforcer_user_id"])
+        self._level = int(config.get("enforcer_power_level", 100))
         # Room versions before 12 list the creator in power levels; from 12 on, creators
         # outrank power levels and must not be listed.
         self._default_room_version = str(config.get("default_room_version", "12"))
@@ -46,7 +49,12 @@ class SanteGuardRoomRules:
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> dict[str, Any]:
-        for key in ("base_url", "authorization", "bot_user_id"):
+        if "bot_user_id" in config and "enforcer_user_id" not in config:
+            raise ValueError(
+                "SanteGuardRoomRules: 'bot_user_id' was renamed 'enforcer_user_id' (the "
+                "enforcement user, without an encrypted device, is what joins every room)"
+            )
+        for key in ("base_url", "authorization", "enforcer_user_id"):
             if not config.get(key):
                 raise ValueError(f"SanteGuardRoomRules: '{key}' is required")
         return config
@@ -71,15 +79,15 @@ class SanteGuardRoomRules:
     async def on_create_room(
         self, requester: Requester, config: dict[str, Any], is_requester_admin: bool
     ) -> None:
-        """Invite the bot and give it the power to enforce, in every user-created room."""
+        """Invite the enforcement user with the power to enforce, in every user-created room."""
         creator = requester.user.to_string()
-        if creator == self._bot or getattr(requester, "app_service_id", None):
+        if creator == self._enforcer or getattr(requester, "app_service_id", None):
             return
         invite = config.setdefault("invite", [])
         if not isinstance(invite, list):
             raise SynapseError(400, "invite must be a list", Codes.BAD_JSON)
-        if self._bot not in invite:
-            invite.append(self._bot)
+        if self._enforcer not in invite:
+            invite.append(self._enforcer)
         override = config.setdefault("power_level_content_override", {})
         if not isinstance(override, dict):
             raise SynapseError(400, "power_level_content_override must be an object")
@@ -89,4 +97,4 @@ class SanteGuardRoomRules:
             if version.isdigit() and int(version) < 12:
                 # The override replaces the default users map: keep the creator's 100.
                 users.setdefault(creator, 100)
-            users[self._bot] = max(int(users.get(self._bot, 0)), self._bot_level)
+            users[self._enforcer] = max(int(users.get(self._enforcer, 0)), self._level)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
+from mautrix.util.async_db import Connection
+
 from bot.commands import Arg, ArgKind, CommandError, Permission, command
 from bot.context import CommandContext
 from bridge.core.ports import AuditPort, MemberEnforcerPort
@@ -109,18 +111,27 @@ class IdentityCommands:
         permission=Permission.NETWORK_ADMIN,
     )
     async def unverify(self, ctx: CommandContext, user: str) -> None:
-        previous = await self._store.unbind(user)
-        if previous is None:
+        """The unbinding and the removals it calls for commit together; the enforcement
+        worker then removes the user from each room until the homeserver confirms."""
+        if self._store.verification(user) is None:
             raise CommandError("identity.not_bound", user=user)
+        rooms: list[str] = []
+
+        async def plan(conn: Connection) -> None:
+            rooms.extend(
+                await self._enforcer.plan_unbound(conn, user, trigger=f"unverify by {ctx.sender}")
+            )
+
+        previous = await self._store.unbind(user, then=plan)
+        self._enforcer.wake()
         await self._audit.record(
             ctx.sender,
             "identity.unbound",
             room_id=ctx.room_id,
             subject=user,
-            details={"idnps": previous.idnps},
+            details={"idnps": previous.idnps if previous else None, "rooms": len(rooms)},
         )
-        removed = await self._enforcer.enforce_user(user, trigger=f"unverify by {ctx.sender}")
-        await ctx.reply_t("identity.unverified", user=user, count=len(removed))
+        await ctx.reply_t("identity.unverified", user=user, count=len(rooms))
 
     @command(
         "whois",

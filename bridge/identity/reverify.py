@@ -12,6 +12,8 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from mautrix.util.async_db import Connection
+
 from bridge.core.ports import AlertPort, AuditPort, MemberEnforcerPort
 from bridge.identity.bind import Binder
 from bridge.identity.model import DirectoryUnavailable
@@ -61,6 +63,21 @@ class Reverifier:
         report = await self.run_once()
         return self._retry if report.unreachable else self._period
 
+    async def _unbind(self, user_id: str) -> list[str]:
+        """Unbind and plan the removals in one transaction; the rooms to leave."""
+        removed: list[str] = []
+
+        async def plan(conn: Connection) -> None:
+            removed.extend(
+                await self._enforcer.plan_unbound(
+                    conn, user_id, trigger="reverification", reason="no_longer_active"
+                )
+            )
+
+        await self._store.unbind(user_id, then=plan)
+        self._enforcer.wake()
+        return removed
+
     async def _run(self) -> ReverifyReport:
         report = ReverifyReport()
         for user_id, current in sorted(self._store.verified_users().items()):
@@ -84,10 +101,7 @@ class Reverifier:
                 continue  # unbound meanwhile (e.g. `!sg unverify`)
             report.checked += 1
             if outcome is None or not outcome.ok:
-                await self._store.unbind(user_id)
-                removed = await self._enforcer.enforce_user(
-                    user_id, trigger="reverification", reason="no_longer_active"
-                )
+                removed = await self._unbind(user_id)
                 report.deactivated.append(user_id)
                 report.removed_from[user_id] = removed
                 await self._audit.record(

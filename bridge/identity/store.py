@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 
 from mautrix.util.async_db import Database
 
+from bridge.core.ports import InTransaction
+from bridge.db.txn import write_transaction
 from bridge.identity.model import Verification
 
 
@@ -108,6 +110,13 @@ class VerificationStore:
             valid_until=valid_until,
         )
 
-    async def unbind(self, user_id: str) -> Verification | None:
-        await self.db.execute("DELETE FROM verification WHERE user_id = $1", user_id)
+    async def unbind(
+        self, user_id: str, *, then: InTransaction | None = None
+    ) -> Verification | None:
+        """Remove the binding; ``then`` runs in the same database transaction (the
+        removals the unbinding calls for), so neither commits without the other."""
+        async with write_transaction(self.db) as conn:
+            await conn.execute("DELETE FROM verification WHERE user_id = $1", user_id)
+            if then is not None:
+                await then(conn)
         return self._verifications.pop(user_id, None)

@@ -27,7 +27,7 @@ CATALOG: Mapping[str, Mapping[str, str]] = {
         "({id}). Si c'est bien la même personne, relancez avec `{prefix} verify {user} {id} confirmer`.",
         "identity.verified": "✅ {user} vérifié : {name}, {profession} ({id}), source {source}, "
         "valable jusqu'au {until}.",
-        "identity.unverified": "{user} n'est plus vérifié ; retiré de {count} salon(s) protégé(s).",
+        "identity.unverified": "{user} n'est plus vérifié ; retrait de {count} salon(s) protégé(s) en cours (SantéGuard réessaie jusqu'à ce que ce soit fait).",
         "identity.not_bound": "{user} n'est pas vérifié.",
         "identity.whois": "{user} : {name}, {profession} ({id}) — source {source}, vérifié le {checked}, "
         "valable jusqu'au {until}.",
@@ -55,7 +55,7 @@ CATALOG: Mapping[str, Mapping[str, str]] = {
         "identity.import.rejected": "  - {reason} : {count} (lignes {lines})",
         # Alerts to the network admins
         "alert.reverify_unreachable": "Re-vérification interrompue : l'annuaire santé est injoignable ; personne n'a été retiré. Nouvel essai bientôt.",
-        "alert.reverify_deactivated": "{user} ({name}) n'est plus actif dans l'annuaire : vérification retirée, retiré de {count} salon(s).",
+        "alert.reverify_deactivated": "{user} ({name}) n'est plus actif dans l'annuaire : vérification retirée, retrait de {count} salon(s) en cours.",
     },
     "en": {
         "help.description.verify": "Bind an account to a directory practitioner (RPPS/ADELI).",
@@ -74,7 +74,7 @@ CATALOG: Mapping[str, Mapping[str, str]] = {
         "If this is the same person, run `{prefix} verify {user} {id} confirm`.",
         "identity.verified": "✅ {user} verified: {name}, {profession} ({id}), source {source}, "
         "valid until {until}.",
-        "identity.unverified": "{user} is no longer verified; removed from {count} protected room(s).",
+        "identity.unverified": "{user} is no longer verified; removal from {count} protected room(s) under way (SantéGuard retries until it is done).",
         "identity.not_bound": "{user} is not verified.",
         "identity.whois": "{user}: {name}, {profession} ({id}) — source {source}, checked {checked}, "
         "valid until {until}.",
@@ -99,6 +99,6 @@ CATALOG: Mapping[str, Mapping[str, str]] = {
         "identity.import.summary": "Import {id} of {name}: {read} lines read, {kept} kept, {rejected} rejected, {practitioners} practitioners, {seconds} s.",
         "identity.import.rejected": "  - {reason}: {count} (lines {lines})",
         "alert.reverify_unreachable": "Re-verification stopped: the health directory is unreachable; nobody was removed. Retrying soon.",
-        "alert.reverify_deactivated": "{user} ({name}) is no longer active in the directory: unverified, removed from {count} room(s).",
+        "alert.reverify_deactivated": "{user} ({name}) is no longer active in the directory: unverified, removal from {count} room(s) under way.",
     },
 }

@@ -9,7 +9,7 @@ import aiohttp
 from mautrix.appservice import AppServiceAPI, ASStateStore, IntentAPI
 from mautrix.client.state_store.memory import MemoryStateStore
 from mautrix.errors import MatrixConnectionError, MatrixRequestError, MatrixStandardRequestError
-from mautrix.types import EventID, EventType, RoomID, UserID
+from mautrix.types import EventID, EventType, Membership, RoomID, UserID
 
 from bridge.core.errors import TransientError
 
@@ -42,7 +42,12 @@ def _transient(e: Exception) -> bool:
 
 
 class MatrixClient:
-    """The bot's side of the client-server API (``as_token`` + user masquerading)."""
+    """One appservice user's side of the client-server API (``as_token`` + masquerading).
+
+    The bot (the user people talk to, with an E2EE device) is the main client; the
+    enforcement user (no device, in every room) is ``as_user(...)`` of it, sharing the
+    connection. ``bot_mxid`` is the user this client acts as.
+    """
 
     def __init__(
         self,
@@ -51,12 +56,15 @@ class MatrixClient:
         as_token: str,
         session: aiohttp.ClientSession,
         bot_displayname: str | None = None,
+        *,
+        api: AppServiceAPI | None = None,
     ) -> None:
         self.homeserver = homeserver
         self.bot_mxid: str = bot_mxid
         self._session = session
         self._displayname = bot_displayname
-        self._api = AppServiceAPI(
+        self._as_token = as_token
+        self._api = api or AppServiceAPI(
             base_url=homeserver,
             bot_mxid=UserID(bot_mxid),
             token=as_token,
@@ -65,8 +73,16 @@ class MatrixClient:
             log=logging.getLogger("santeguard.matrix.as"),  # type: ignore[arg-type]
             default_retry_count=0,
         )
-        self.bot: IntentAPI = self._api.bot_intent()
+        self.bot: IntentAPI = (
+            self._api.bot_intent() if api is None else self._api.intent(UserID(bot_mxid))
+        )
         self.encryptor: RoomEncryptor | None = None
+
+    def as_user(self, user_id: str, displayname: str | None = None) -> MatrixClient:
+        """A client acting as another user of the appservice's namespace (no encryptor)."""
+        return MatrixClient(
+            self.homeserver, user_id, self._as_token, self._session, displayname, api=self._api
+        )
 
     async def _call(self, what: str, coro: Any) -> Any:
         try:
@@ -77,7 +93,7 @@ class MatrixClient:
             raise
 
     async def ensure_bot(self) -> None:
-        """Register the bot user (idempotent) and set its display name."""
+        """Register this client's user (idempotent) and set its display name."""
         await self._call("bot registration", self.bot.ensure_registered())
         if self._displayname:
             try:
@@ -187,3 +203,30 @@ class MatrixClient:
     async def joined_rooms(self) -> list[str]:
         rooms = await self._call("joined rooms", self.bot.get_joined_rooms())
         return [str(r) for r in rooms]
+
+    async def membership(self, room_id: str, user_id: str) -> str | None:
+        """The user's current membership in the room, fresh from the homeserver."""
+        try:
+            content = await self._call(
+                "membership",
+                self.bot.get_state_event(RoomID(room_id), EventType.ROOM_MEMBER, user_id),
+            )
+        except MatrixStandardRequestError as e:
+            if e.http_status == 404:
+                return None
+            raise
+        data = content.serialize() if hasattr(content, "serialize") else dict(content)
+        value = data.get("membership")
+        return str(value) if value else None
+
+    async def members(self, room_id: str) -> list[tuple[str, str]]:
+        """(user, membership) of everyone joined, invited or knocking, now."""
+        events = await self._call(
+            "members", self.bot.get_members(RoomID(room_id), not_membership=Membership.LEAVE)
+        )
+        out: list[tuple[str, str]] = []
+        for ev in events:
+            membership = str(ev.content.membership)
+            if membership in ("join", "invite", "knock"):
+                out.append((str(ev.state_key), membership))
+        return out

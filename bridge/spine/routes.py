@@ -4,6 +4,7 @@ Capabilities subscribe (``subscribe(routes)``) to the event types they handle. F
 event, guards run first, in registration order, and the first that refuses it (returns
 True) ends its handling; then every handler runs, in registration order. Events the
 bot's device decrypted are handed to the ``on_decrypted`` handlers of their clear type.
+The type ``"*"`` subscribes to every event (its guards and handlers run first).
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from typing import Any
 from bridge.core.ports import EventHandler
 
 _Entry = tuple[EventHandler, bool]  # handler, ignore_own
+ANY = "*"
 
 
 class EventRoutes:
     """Implements :class:`~bridge.core.ports.RoutesPort` for the dispatcher."""
 
-    def __init__(self, own_user: str) -> None:
-        self._own = own_user
+    def __init__(self, *own_users: str) -> None:
+        self._own = frozenset(own_users)
         self._guards: dict[str, list[_Entry]] = {}
         self._handlers: dict[str, list[_Entry]] = {}
         self._decrypted: dict[str, list[EventHandler]] = {}
@@ -42,14 +44,16 @@ class EventRoutes:
         event_type = event.get("type")
         if not isinstance(event_type, str):
             return False
-        own = event.get("sender") == self._own
-        for handler, ignore_own in self._guards.get(event_type, ()):
-            if not (own and ignore_own) and await handler(event):
-                return True
+        own = event.get("sender") in self._own
+        for guards in (self._guards.get(ANY, ()), self._guards.get(event_type, ())):
+            for handler, ignore_own in guards:
+                if not (own and ignore_own) and await handler(event):
+                    return True
         acted = False
-        for handler, ignore_own in self._handlers.get(event_type, ()):
-            if not (own and ignore_own) and await handler(event):
-                acted = True
+        for handlers in (self._handlers.get(ANY, ()), self._handlers.get(event_type, ())):
+            for handler, ignore_own in handlers:
+                if not (own and ignore_own) and await handler(event):
+                    acted = True
         return acted
 
     async def handle_decrypted(self, event: dict[str, Any]) -> bool:

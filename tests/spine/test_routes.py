@@ -78,3 +78,17 @@ async def test_decrypted_events_reach_only_decrypted_handlers() -> None:
     assert await routes.handle_decrypted(_event("m.room.message"))
     assert calls == ["decrypted"]
     assert routes.event_types() == {"m.room.message"}
+
+
+async def test_wildcard_guards_see_every_type_first() -> None:
+    calls: list[str] = []
+    routes = EventRoutes(BOT)
+    routes.on("m.room.topic", Recorder("topic", calls, False))
+    routes.guard("*", Recorder("any-guard", calls, False))
+    assert not await routes.handle(_event("m.room.topic"))
+    assert not await routes.handle(_event("org.example.custom"))
+    assert calls == ["any-guard", "topic", "any-guard"]
+    routes.guard("*", Recorder("refuse-all", calls, True))
+    calls.clear()
+    assert await routes.handle(_event("m.room.topic"))
+    assert calls == ["any-guard", "refuse-all"]

@@ -11,13 +11,14 @@ import logging
 
 from mautrix.util.async_db import UpgradeTable
 
-from bridge.db.upgrade import v01_initial, v02_directory, v03_gate
+from bridge.db.upgrade import v01_initial, v02_directory, v03_gate, v04_enforcement
 
 # Order matters: position N in this tuple upgrades the schema to version N + 1.
 _STEPS = (
     (v01_initial.upgrade, "Initial schema: transactions, event queue, rooms, audit log"),
     (v02_directory.upgrade, "Directory: imported Annuaire Santé extract"),
     (v03_gate.upgrade, "Gate: verified accounts and per-room policy"),
+    (v04_enforcement.upgrade, "Durable enforcement work; closed admin rooms"),
 )
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+from bridge.core.antispam import GateDecision
 from bridge.devtools.testconfig import GATE_TOKEN, HS_TOKEN, free_port, make_config
 
 __all__ = [
@@ -266,3 +267,11 @@ def stop_process(proc: Any, grace: float = 30) -> None:
     if proc.is_alive():
         proc.kill()
         proc.join(5)
+
+
+class AllowAllGate:
+    """A gate that allows every callback: the baseline the benchmarks compare the real
+    gate to. It lives here, not in bridge/: nothing in SantéGuard may allow by default."""
+
+    async def decide(self, callback: str, payload: dict[str, Any]) -> GateDecision:
+        return GateDecision.allowed()

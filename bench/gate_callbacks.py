@@ -70,8 +70,8 @@ def _serve_santeguard(
     with an allow-all gate) or ``no-audit`` (the Gatekeeper's policy with an audit port
     that writes nothing) — the last two only to locate the cost.
     """
+    from bench.common import AllowAllGate
     from bridge.app import SanteGuard, network_policy
-    from bridge.gate.allow_all import AllowAllGate
     from bridge.gate.decide import Gatekeeper
 
     # No homeserver here: silence the bot's registration retries.

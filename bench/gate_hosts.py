@@ -96,8 +96,8 @@ def host_stack(
 async def _host_stack_async(
     mode: str, workdir: Path, joiners: int, directory: int, parent: int, conn: Connection
 ) -> None:
+    from bench.common import AllowAllGate
     from bridge.devtools.stack import DevStack
-    from bridge.gate.allow_all import AllowAllGate
 
     stop = asyncio.Event()
     install_stop(asyncio.get_running_loop(), stop)

@@ -276,6 +276,7 @@ class SanteGuard:
         self.audit.use_writer(self.queue.writer)
         await self.verifications.load()
         await self.room_policies.load()
+        await self.enforcer.recover()
         self._runner = web.AppRunner(self._server().build_app(), access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, cfg.appservice.hostname, cfg.appservice.port).start()

@@ -68,13 +68,14 @@ class EnforcementStore:
         await conn.executemany(_UPSERT, [(r, u, reason, t, now) for r, u, reason, t in rows])
 
     async def claim(self, limit: int) -> list[Work]:
-        """Due rows, pushed forward by the lease so no other worker takes them meanwhile."""
+        """Due rows, claimed for the lease so no other worker takes them meanwhile."""
         now = _now_ms()
         lock = " FOR UPDATE SKIP LOCKED" if self.db.scheme != Scheme.SQLITE else ""
         async with write_transaction(self.db) as conn:
             rows = await conn.fetch(
-                "UPDATE enforcement SET due_at = $1 WHERE (room_id, user_id) IN ("
+                "UPDATE enforcement SET claimed_until = $1 WHERE (room_id, user_id) IN ("
                 "SELECT room_id, user_id FROM enforcement WHERE due_at <= $2 "
+                "AND (claimed_until IS NULL OR claimed_until < $2) "
                 f"ORDER BY due_at LIMIT $3{lock}) "
                 "RETURNING room_id, user_id, reason, trigger, attempts, alerted",
                 now + self._lease,
@@ -103,7 +104,7 @@ class EnforcementStore:
     async def retry(self, work: Work, delay_s: float, error: str, *, alerted: bool) -> None:
         await self.db.execute(
             "UPDATE enforcement SET due_at = $3, attempts = attempts + 1, last_error = $4, "
-            "alerted = $5 WHERE room_id = $1 AND user_id = $2",
+            "alerted = $5, claimed_until = NULL WHERE room_id = $1 AND user_id = $2",
             work.room_id,
             work.user_id,
             _now_ms() + int(delay_s * 1000),
@@ -113,8 +114,17 @@ class EnforcementStore:
 
     async def next_due_in(self) -> float | None:
         """Seconds until the next row is due (0 if one is due now), None if none is left."""
-        due = await self.db.fetchval("SELECT MIN(due_at) FROM enforcement")
+        due = await self.db.fetchval(
+            "SELECT MIN(CASE WHEN claimed_until IS NULL OR claimed_until < due_at "
+            "THEN due_at ELSE claimed_until END) FROM enforcement"
+        )
         return None if due is None else max(0.0, (int(due) - _now_ms()) / 1000)
+
+    async def release_claims(self) -> None:
+        """At start: claims held by a process that died are released at once rather than
+        after their lease. (One instance per database; several replicas would need to
+        release only their own claims.)"""
+        await self.db.execute("UPDATE enforcement SET claimed_until = NULL")
 
     async def pending(self) -> int:
         return int(await self.db.fetchval("SELECT COUNT(*) FROM enforcement") or 0)
@@ -211,6 +221,10 @@ class Enforcer:
         self.wake()
 
     # -- carrying out -----------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """At start: work a previous process claimed and never finished is due again."""
+        await self._store.release_claims()
 
     async def run_due(self) -> float | None:
         """Carry out every due removal; return the delay until the next one is due."""

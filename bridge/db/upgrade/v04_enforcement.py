@@ -9,8 +9,8 @@ async def upgrade(conn: Connection, scheme: Scheme) -> None:
     """``enforcement``: one row per (room, member) the gate must check and, if it still
     does not admit them, remove. Written in the same transaction as the change that
     calls for it (an unbinding, a room rule); deleted once the homeserver confirmed the
-    member is gone or the gate admits them (history is in the audit log). ``due_at`` is
-    also the claim: a worker pushes it forward while it works on the row.
+    member is gone or the gate admits them (history is in the audit log). A worker
+    claims a row by setting ``claimed_until`` while it works on it.
 
     ``room_policy.admin_room``: rooms where network admins talk to the bot, closed to
     everybody else.
@@ -23,6 +23,7 @@ async def upgrade(conn: Connection, scheme: Scheme) -> None:
             trigger    TEXT    NOT NULL,
             created_at BIGINT  NOT NULL,
             due_at     BIGINT  NOT NULL,
+            claimed_until BIGINT,
             attempts   INTEGER NOT NULL DEFAULT 0,
             last_error TEXT,
             alerted    BOOLEAN NOT NULL DEFAULT false,

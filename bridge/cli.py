@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from bridge import __version__
-from bridge.config import ConfigError, load_config, read_raw_config
+from bridge.config import ConfigError, load_config, read_raw_config, sqlite_path
 from bridge.registration import build_registration, generate_tokens
 
 
@@ -51,7 +51,10 @@ def _parser() -> argparse.ArgumentParser:
         "check-homeserver",
         help="check Synapse's homeserver.yaml for what SantéGuard needs",
         description="Check encryption by default, the registration, the gate modules "
-        "(callbacks listed, fail-closed) and the MSC2409/MSC3202 features.",
+        "(callbacks listed, fail-closed) and the MSC2409/MSC3202 features. Each check is "
+        "OK, to fix, or not checked (the registration, without -r). Exit status: 0 when "
+        "every check ran and passed, 1 when one failed, 3 when none failed but one was "
+        "not checked, 2 when homeserver.yaml cannot be read.",
     )
     h.add_argument("--homeserver-config", required=True, help="path to homeserver.yaml")
     h.add_argument("-r", "--registration", help="SantéGuard's registration.yaml")
@@ -122,12 +125,18 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    db_file = sqlite_path(cfg.database.uri)
+    database = f"sqlite {db_file}" if db_file else cfg.database.uri.split(":", 1)[0]
     print(
-        f"Configuration OK: bot {cfg.bot_mxid}, database {cfg.database.uri.split(':', 1)[0]}, "
+        f"Configuration OK: bot {cfg.bot_mxid}, database {database}, "
         f"listening on {cfg.appservice.hostname}:{cfg.appservice.port}"
     )
-    if cfg.antispam.token is None:
-        print("warning: antispam.token is not set; the synchronous gate will refuse every call")
+    if db_file and Path(db_file).parent == Path("/"):
+        print(
+            f"warning: database.uri puts the SQLite database at the filesystem root "
+            f"({db_file}): three slashes start an absolute path; write sqlite:{Path(db_file).name} "
+            "for a file next to the config"
+        )
     return 0
 
 
@@ -160,16 +169,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_homeserver(args: argparse.Namespace) -> int:
     from bridge.app.wiring import build_translator
-    from bridge.homeserver_check import check_homeserver, render
+    from bridge.homeserver_check import check_homeserver, exit_code, render
 
+    path = Path(args.homeserver_config)
     try:
-        hs = yaml.safe_load(Path(args.homeserver_config).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as e:
-        print(f"error: cannot read {args.homeserver_config}: {e}", file=sys.stderr)
+        hs = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        print(f"error: cannot read {path}: {e}", file=sys.stderr)
         return 2
-    checks = check_homeserver(hs, Path(args.registration) if args.registration else None)
+    if not isinstance(hs, dict):
+        print(f"error: cannot read {path}: the top level is not a mapping", file=sys.stderr)
+        return 2
+    registration = Path(args.registration) if args.registration else None
+    checks = check_homeserver(hs, registration, base=path.absolute().parent)
     print(render(checks, args.lang, build_translator()))
-    return 0 if all(c.ok for c in checks) else 1
+    return exit_code(checks)
 
 
 def cmd_directory(args: argparse.Namespace) -> int:

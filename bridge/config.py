@@ -18,8 +18,12 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from yarl import URL
 
 _PLACEHOLDER = "This value is generated when generating the registration"
+#: Token values that example configurations leave for the operator to replace: as good
+#: as no token (anyone who read the example knows them).
+PLACEHOLDER_TOKENS = frozenset({_PLACEHOLDER, "change-me-to-a-long-random-string", "..."})
 
 
 class ConfigError(Exception):
@@ -50,6 +54,12 @@ class AppserviceConfig(_Section):
     id: str = "santeguard"
     bot_username: str = "santeguard"
     bot_displayname: str = "SantéGuard"
+    enforcer_username: str = Field(
+        "santeguard_control",
+        description="Localpart of the enforcement user (no E2EE device, in every room); "
+        "must be in the bot's namespace (<bot_username>_*).",
+    )
+    enforcer_displayname: str = "SantéGuard (contrôle)"
     as_token: SecretStr
     hs_token: SecretStr
     registration: str | None = None
@@ -59,18 +69,40 @@ class AppserviceConfig(_Section):
     @classmethod
     def _not_placeholder(cls, v: SecretStr) -> SecretStr:
         value = v.get_secret_value()
-        if not value or value == _PLACEHOLDER:
-            raise ValueError("is not set: run `santeguard generate-registration` first")
+        if not value.strip():
+            raise ValueError("is empty: run `santeguard generate-registration` first")
+        if value in PLACEHOLDER_TOKENS:
+            raise ValueError(
+                "is still the example's placeholder: run `santeguard generate-registration`"
+            )
         return v
 
 
 class AntispamConfig(_Section):
     path: str = "/_santeguard/antispam"
-    token: SecretStr | None = None
+    # Required: without a real token the synchronous gate refuses every callback.
+    token: SecretStr | None = Field(None, validate_default=True)
+
+    @field_validator("token")
+    @classmethod
+    def _token_set(cls, v: SecretStr | None) -> SecretStr | None:
+        value = v.get_secret_value() if v is not None else ""
+        if not value.strip():
+            problem = "is not set: the synchronous gate would refuse every callback"
+        elif value in PLACEHOLDER_TOKENS:
+            problem = "is still the example's placeholder, which anyone can read"
+        else:
+            return v
+        raise ValueError(
+            f"{problem}. Set it to a long random string (python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))') and give Synapse's antispam modules the "
+            "same value as `authorization`"
+        )
 
 
 class DatabaseConfig(_Section):
-    uri: str = "sqlite:///santeguard.db"
+    # A relative SQLite path is relative to the config file (see ``load_config``).
+    uri: str = "sqlite:santeguard.db"
     min_size: int = Field(1, ge=1)
     max_size: int = Field(10, ge=1)
     sqlite_synchronous: Literal["normal", "full"] = "normal"
@@ -79,19 +111,59 @@ class DatabaseConfig(_Section):
     @classmethod
     def _scheme(cls, v: str) -> str:
         if not v.startswith(("sqlite:", "postgres://", "postgresql://")):
-            raise ValueError("must be sqlite:///path or postgres://user@host/db")
+            raise ValueError(
+                "must be sqlite:relative/path.db, sqlite:///absolute/path.db "
+                "or postgres://user@host/db"
+            )
+        if v.startswith("sqlite:"):
+            url = URL(v)
+            if url.host or not url.path or url.path == ":memory:":
+                raise ValueError(
+                    "must name a database file: sqlite:relative/path.db (relative to the "
+                    "config file) or sqlite:///absolute/path.db (three slashes, then the "
+                    "absolute path)"
+                )
         return v
 
 
 class DispatchConfig(_Section):
-    max_concurrent_rooms: int = Field(8, ge=1, le=256)
-    max_attempts: int = Field(5, ge=1)
-    retry_base_seconds: float = Field(0.5, gt=0)
-    keep_done_seconds: int = Field(3600, ge=0)
+    max_concurrent_rooms: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="Rooms handled at the same time; a room waiting to retry holds none.",
+    )
+    max_attempts: int = Field(
+        5, ge=1, description="Tries of a failing event before it goes to the dead letters."
+    )
+    retry_base_seconds: float = Field(
+        0.5, gt=0, description="First retry delay; doubles on each retry."
+    )
+    max_backoff_seconds: float = Field(
+        30.0, gt=0, description="Longest delay between two retries of one event."
+    )
+    keep_done_seconds: int = Field(
+        3600, ge=0, description="Handled transactions (message contents) are deleted after this."
+    )
+    max_in_memory_events: int = Field(
+        10_000,
+        ge=200,
+        description="Events held in memory at most (about 2 KB each); the database holds "
+        "the rest and they are read back in order.",
+    )
+    stuck_after_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="A room whose next event has been failing this long is reported stuck "
+        "(metric, /ready, admin alert).",
+    )
 
 
 class GateConfig(_Section):
     protect_by_default: bool = True
+    reconcile_minutes: int = Field(
+        60, ge=1, description="Period of the sweep that re-derives violations from members."
+    )
     allowed_servers: list[str] = Field(default_factory=list)
     exempt_users: list[str] = Field(default_factory=list)
     require_encryption: bool = True
@@ -138,7 +210,8 @@ class EncryptionConfig(_Section):
     enabled: bool = True
     store_path: str = Field(
         "santeguard-crypto",
-        description="Directory (0700) of the device's keys and nio store; must persist.",
+        description="Directory (0700) of the device's keys and nio store; must persist. "
+        "Relative to the config file.",
     )
     device_display_name: str = "SantéGuard"
     key_wait_seconds: float = Field(2.0, ge=0, le=30)
@@ -155,7 +228,8 @@ class Config(BaseSettings):
 
     homeserver: HomeserverConfig
     appservice: AppserviceConfig
-    antispam: AntispamConfig = Field(default_factory=AntispamConfig)
+    # Validated even when the section is absent, so a missing token names antispam.token.
+    antispam: AntispamConfig = Field(default_factory=dict, validate_default=True)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
@@ -209,13 +283,69 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
 
     Tokens missing from the file are read from ``appservice.registration`` (the file that
     ``generate-registration`` wrote and Synapse reads), so they live in one place.
+
+    Relative paths are relative to the config file, not to the directory SantéGuard was
+    started from: the SQLite database (``database.uri``) and the device store
+    (``encryption.store_path``), whether they come from the file or the environment.
     """
     raw = read_raw_config(path, overrides)
-    _fill_tokens_from_registration(raw, Path(path).parent)
+    base = Path(path).absolute().parent
+    _fill_tokens_from_registration(raw, base)
     try:
-        return Config(**raw)
+        cfg = Config(**raw)
     except ValidationError as e:
         raise ConfigError(_format_errors(e)) from None
+    relative = {
+        "database.uri": sqlite_path(cfg.database.uri),
+        "encryption.store_path": cfg.encryption.store_path,
+    }
+    moved = [
+        _moved(key, rel, base)
+        for key, rel in relative.items()
+        if rel is not None and not Path(rel).is_absolute()
+    ]
+    if problems := [m for m in moved if m is not None]:
+        raise ConfigError("invalid configuration:\n" + "\n".join(problems))
+    cfg.database.uri = resolve_sqlite_uri(cfg.database.uri, base)
+    cfg.encryption.store_path = str(base / cfg.encryption.store_path)
+    return cfg
+
+
+def _moved(key: str, relative: str, base: Path) -> str | None:
+    """Refuse to start afresh beside data that a working-directory-relative path found.
+
+    Relative paths used to be relative to the working directory: a database or device
+    store found there, and not next to the config file, would otherwise be silently
+    replaced by an empty one (lost verifications, a new device identity).
+    """
+    before, after = Path.cwd() / relative, base / relative
+    if before == after or not before.exists() or after.exists():
+        return None
+    return (
+        f"  {key}: {relative!r} is relative to the config file, so it means {after}, "
+        f"which does not exist; {before} (relative to the working directory) does. Move it "
+        "next to the config file or give its absolute path"
+    )
+
+
+def sqlite_path(uri: str) -> str | None:
+    """The file a ``sqlite:`` URI names, as mautrix reads it; None for other databases.
+
+    mautrix parses the URI with yarl and opens its path: ``sqlite:///var/lib/sg.db`` is
+    ``/var/lib/sg.db`` (three slashes: an empty host, then an absolute path), and
+    ``sqlite:sg.db`` is the relative path ``sg.db``.
+    """
+    return URL(uri).path if uri.startswith("sqlite:") else None
+
+
+def resolve_sqlite_uri(uri: str, base: Path) -> str:
+    """``uri`` with a relative SQLite path made absolute against ``base``; others as they are."""
+    path = sqlite_path(uri)
+    if path is None or Path(path).is_absolute():
+        return uri
+    url = URL(uri)
+    resolved = URL.build(path=str(base / path), query_string=url.query_string)
+    return f"sqlite://{resolved}"
 
 
 def read_raw_config(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -267,4 +397,12 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["Config", "ConfigError", "InitSettingsSource", "load_config"]
+__all__ = [
+    "PLACEHOLDER_TOKENS",
+    "Config",
+    "ConfigError",
+    "InitSettingsSource",
+    "load_config",
+    "resolve_sqlite_uri",
+    "sqlite_path",
+]

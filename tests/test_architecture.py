@@ -48,6 +48,7 @@ PURE_MODULES: tuple[str, ...] = (
     "bridge/identity/sources/fhir/mapping.py",
     "bridge/audit/chain.py",
     "bridge/core/decision.py",
+    "bridge/core/antispam.py",
     "bridge/core/professions.py",
     "bridge/spine/routes.py",
 )

@@ -22,6 +22,7 @@ def _config(tmp_path: Path) -> Path:
     shutil.copy(ROOT / "config" / "example-config.yaml", cfg)
     data = yaml.safe_load(cfg.read_text())
     data["database"]["uri"] = f"sqlite:///{tmp_path / 'sg.db'}"
+    data["antispam"]["token"] = "gate-token-for-the-cli-tests-0123456789"
     cfg.write_text(yaml.safe_dump(data))
     subprocess.run(
         [
@@ -82,6 +83,7 @@ def test_check_homeserver_on_the_generated_config(tmp_path: Path) -> None:
         "registration": True,
         "antispam": True,
         "callbacks": True,
+        "unanswered": True,
         "fail_closed": True,
         "room_rules": True,
         "msc": True,
@@ -116,6 +118,9 @@ def test_check_homeserver_on_the_generated_config(tmp_path: Path) -> None:
     assert bad.returncode == 1
     assert "[À CORRIGER] enabled_callbacks listés explicitement" in bad.stdout
     assert "[À CORRIGER] callbacks fermés en cas de panne" in bad.stdout
+    # Without -r the registration was not checked: said so, never OK.
+    assert "[NON VÉRIFIÉ] enregistrement SantéGuard dans app_service_config_files" in bad.stdout
+    assert "relancez avec -r registration.yaml" in bad.stdout
 
 
 @pytest.mark.parametrize("lang", ["fr", "en"])

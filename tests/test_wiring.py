@@ -26,7 +26,12 @@ async def test_every_capability_is_registered(tmp_path: Path) -> None:
             "import_watch",
             "prune_done",
             "reverify",
+            "enforcement",
+            "reconcile",
         }
+        # Least privilege: the enforcement user is not the bot (which has the device).
+        assert sg.enforcer_matrix.bot_mxid != sg.matrix.bot_mxid
+        assert sg.enforcer_matrix.encryptor is None
         assert sg.translator.has("gate.reason.not_verified")
         assert sg.translator.has("identity.verified") and sg.translator.has("encryption.header")
     finally:

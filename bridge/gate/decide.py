@@ -142,6 +142,10 @@ class Gatekeeper:
             event = payload.get("event") or {}
             invitee, room_id = str(event.get("state_key", "")), str(event.get("room_id", ""))
             return invitee, room_id, self.member_decision(invitee, room_id)
+        if callback == "user_may_send_3pid_invite":
+            # An e-mail address or phone number is not an account the gate can verify.
+            inviter, room_id = str(payload.get("inviter", "")), str(payload.get("room_id", ""))
+            return inviter, room_id, Decision.no("third_party_invite")
         if callback == "user_may_create_room":
             user = str(payload.get("user_id", ""))
             room_config = payload.get("room_config")

@@ -3,7 +3,10 @@
 ``PUT /_matrix/app/v1/transactions/{txnId}`` commits the raw transaction before it
 answers 200; a replay of a stored ``txnId`` is acked without being processed again.
 Every refusal is a 4xx with a Matrix ``errcode``, counted in metrics; nothing in a
-response or a log ever carries a token.
+response or a log ever carries a token. Bad input is a 4xx, never a 500: a header that
+is not UTF-8, a body whose ``Content-Encoding`` does not decode, JSON nested deeper than
+the parser allows. The gate endpoint answers 2xx only for ``ping`` and for a decided
+callback whose payload is valid (``bridge.core.antispam``) and that the gate allowed.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.core.antispam import GATE_CALLBACKS, GatePort
+from bridge.core.antispam import DECIDED_CALLBACKS, NOT_DECIDED, GatePort, payload_problem
 from bridge.ops.metrics import Metrics
 from bridge.spine.validate import TransactionError, validate_transaction, validate_txn_id
 
@@ -29,6 +32,8 @@ Probe = Callable[[], Awaitable[dict[str, bool]]]
 UserQuery = Callable[[str], Awaitable[bool]]
 
 APP_PREFIX = "/_matrix/app/v1"
+# Content-Encodings aiohttp decodes; only these are named back in an error.
+_ENCODINGS = frozenset({"gzip", "x-gzip", "deflate", "br", "zstd"})
 
 
 def error(status: int, errcode: str, message: str) -> web.Response:
@@ -36,7 +41,22 @@ def error(status: int, errcode: str, message: str) -> web.Response:
 
 
 def _constant_time_eq(given: str, expected: str) -> bool:
-    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+    # aiohttp decodes header bytes that are not UTF-8 into lone surrogates;
+    # "surrogatepass" encodes any str, and such bytes never equal a UTF-8 token.
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
+
+
+class BadBody(ValueError):
+    """A request body that cannot be read as JSON; ``errcode`` follows the Matrix spec."""
+
+    def __init__(self, errcode: str, message: str, label: str, *, close: bool = False) -> None:
+        super().__init__(message)
+        self.errcode = errcode
+        self.message = message
+        self.label = label  # short, bounded label for metrics
+        self.close = close  # answer, then close the connection
 
 
 class AppserviceServer:
@@ -85,6 +105,12 @@ class AppserviceServer:
         self._metrics.rejected.labels(errcode=errcode, reason=reason).inc()
         return error(status, errcode, message)
 
+    def _bad_body(self, e: BadBody) -> web.Response:
+        response = self._reject(400, e.errcode, e.message, e.label)
+        if e.close:
+            response.force_close()
+        return response
+
     def _check_hs_token(self, request: web.Request) -> web.Response | None:
         header = request.headers.get("Authorization")
         query = request.query.get("access_token")
@@ -118,13 +144,32 @@ class AppserviceServer:
             log.exception("Unhandled error on %s %s", request.method, request.path)
             return error(500, "M_UNKNOWN", "internal error")
 
-    async def _read_json(self, request: web.Request) -> Any:
+    async def _read_json(self, request: web.Request) -> tuple[bytes, Any]:
+        """The raw body and its parsed JSON; ``BadBody`` if it cannot be read as JSON."""
         if request.content_length is not None and request.content_length > self._max_body:
             raise web.HTTPRequestEntityTooLarge(
                 max_size=self._max_body, actual_size=request.content_length
             )
-        body = await request.read()
-        return body, json.loads(body)
+        try:
+            body = await request.read()
+        except web.RequestPayloadError:
+            # e.g. Content-Encoding: gzip on a body that is not gzip. The rest of the body
+            # is not read (aiohttp would raise and log again) and the connection is closed
+            # after the answer: the parser cannot be trusted past a broken body.
+            request.content.feed_eof()
+            encoding = request.headers.get("Content-Encoding", "").strip().lower()
+            named = encoding if encoding in _ENCODINGS else "its Content-Encoding"
+            raise BadBody(
+                "M_NOT_JSON", f"body could not be decoded as {named}", "bad_encoding", close=True
+            ) from None
+        try:
+            return body, json.loads(body)
+        except RecursionError:
+            raise BadBody(
+                "M_BAD_JSON", "body nests JSON deeper than SantéGuard parses", "too_deep"
+            ) from None
+        except (ValueError, UnicodeDecodeError):
+            raise BadBody("M_NOT_JSON", "body is not valid JSON", "not_json") from None
 
     # -- appservice API --------------------------------------------------------------
 
@@ -135,13 +180,12 @@ class AppserviceServer:
         txn_id = request.match_info["txn_id"]
         try:
             validate_txn_id(txn_id)
-            try:
-                body, data = await self._read_json(request)
-            except (ValueError, UnicodeDecodeError):
-                raise TransactionError("M_NOT_JSON", "body is not valid JSON", "not_json") from None
+            body, data = await self._read_json(request)
             events = validate_transaction(data)
         except TransactionError as e:
             return self._reject(400, e.errcode, e.message, e.reason)
+        except BadBody as e:
+            return self._bad_body(e)
         try:
             seq = await self._store_txn(txn_id, body, len(events))
         except Exception:
@@ -186,16 +230,19 @@ class AppserviceServer:
             or not _constant_time_eq(token.strip(), self._antispam_token)
         ):
             return self._reject(403, "M_FORBIDDEN", "invalid gate token", "bad_gate_token")
+        if callback != "ping" and callback not in DECIDED_CALLBACKS:
+            return self._not_decided(callback)
         try:
             _, payload = await self._read_json(request)
-        except (ValueError, UnicodeDecodeError):
-            return self._reject(400, "M_NOT_JSON", "body is not valid JSON", "not_json")
-        if not isinstance(payload, dict):
-            return self._reject(400, "M_BAD_JSON", "body must be a JSON object", "not_object")
+        except BadBody as e:
+            return self._bad_body(e)
         if callback == "ping":
+            if not isinstance(payload, dict):
+                return self._reject(400, "M_BAD_JSON", "body must be a JSON object", "not_object")
             return web.json_response({"id": payload.get("id"), "status": "ok"})
-        if callback not in GATE_CALLBACKS:
-            return self._reject(404, "M_UNRECOGNIZED", "unknown gate callback", "unknown_callback")
+        if (problem := payload_problem(callback, payload)) is not None:
+            # A payload the gate cannot read is refused, never decided on empty values.
+            return self._reject(400, "M_BAD_JSON", problem.message, problem.reason)
         decision = await self._gate.decide(callback, payload)
         self._metrics.antispam.labels(
             callback=callback, decision="allow" if decision.allow else "refuse"
@@ -205,6 +252,16 @@ class AppserviceServer:
         return web.json_response(
             {"errcode": decision.errcode, "error": decision.reason}, status=403
         )
+
+    def _not_decided(self, callback: str) -> web.Response:
+        """A callback the gate does not decide: refused or not answered, never allowed."""
+        answer = NOT_DECIDED.get(callback)
+        if answer is None:
+            return self._reject(404, "M_UNRECOGNIZED", "unknown gate callback", "unknown_callback")
+        if answer.status == 403:
+            self._metrics.antispam.labels(callback=callback, decision="refuse").inc()
+            return error(403, answer.errcode, answer.message)
+        return self._reject(answer.status, answer.errcode, answer.message, "undecided_callback")
 
     # -- operations ------------------------------------------------------------------
 

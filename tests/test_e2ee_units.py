@@ -245,7 +245,8 @@ async def test_router_sends_decrypted_messages_to_commands_not_to_the_backstop()
     router.guard("m.room.message", backstop.on_message, ignore_own=True)
     router.on("m.room.message", on_message, ignore_own=True)
     router.on_decrypted("m.room.message", on_message)
-    EncryptedEvents(crypto).subscribe(router)
+    joined = Joined({"!r:santeguard.test"})
+    EncryptedEvents(crypto, joined).subscribe(router)
     assert await router.handle(_encrypted())
     assert seen == [clear] and backstop.messages == []
     # Given up (None): handled, nothing routed. The bot's own events are not decrypted.
@@ -264,3 +265,40 @@ async def test_router_sends_decrypted_messages_to_commands_not_to_the_backstop()
         }
     )
     assert crypto.noted == ["!r2:x"]
+
+
+class Joined:
+    def __init__(self, rooms: set[str]) -> None:
+        self.rooms = rooms
+
+    def is_joined(self, room_id: str) -> bool:
+        return room_id in self.rooms
+
+
+async def test_events_of_rooms_the_bot_was_not_invited_to_are_not_decrypted() -> None:
+    """No key request, no wait for keys that never come, no hold-up of the room."""
+    clear = {**_encrypted(), "type": "m.room.message", "content": {"body": "secret"}}
+
+    class Counting(FakeCrypto):
+        calls = 0
+
+        async def decrypt(self, event: dict[str, Any]) -> dict[str, Any] | None:
+            Counting.calls += 1
+            return await super().decrypt(event)
+
+    crypto = Counting(clear)
+    router = EventRoutes(USER)
+    seen: list[dict[str, Any]] = []
+
+    async def on_message(event: dict[str, Any]) -> bool:
+        seen.append(event)
+        return True
+
+    router.on_decrypted("m.room.message", on_message)
+    joined = Joined(set())
+    EncryptedEvents(crypto, joined).subscribe(router)
+    assert not await router.handle(_encrypted())
+    assert Counting.calls == 0 and seen == []
+    joined.rooms.add("!r:santeguard.test")  # the bot was invited and joined
+    assert await router.handle(_encrypted())
+    assert Counting.calls == 1 and seen == [clear]

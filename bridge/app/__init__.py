@@ -215,7 +215,7 @@ class SanteGuard:
             self.commands,
         ]
         if self.crypto is not None:
-            subscribers.append(EncryptedEvents(self.crypto))
+            subscribers.append(EncryptedEvents(self.crypto, self.rooms))
         for subscriber in subscribers:
             subscriber.subscribe(self.routes)
         self.dispatcher = Dispatcher(
@@ -275,6 +275,7 @@ class SanteGuard:
         self.audit.use_writer(self.queue.writer)
         await self.verifications.load()
         await self.room_policies.load()
+        await self.rooms.load()
         await self.enforcer.recover()
         self._runner = web.AppRunner(self._server().build_app(), access_log=None)
         await self._runner.setup()

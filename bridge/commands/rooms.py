@@ -10,8 +10,19 @@ from bridge.core.ports import AuditPort
 
 
 class RoomStore:
+    """Where the bot is joined is also held in memory: the e2ee capability asks it for
+    every encrypted event (most of the traffic) to decrypt only where the bot was asked in."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._joined: set[str] = set()
+
+    async def load(self) -> None:
+        rows = await self.db.fetch("SELECT room_id FROM room WHERE joined = true")
+        self._joined = {str(r["room_id"]) for r in rows}
+
+    def is_joined(self, room_id: str) -> bool:
+        return room_id in self._joined
 
     async def set_joined(self, room_id: str, joined: bool) -> None:
         await self.db.execute(
@@ -22,6 +33,10 @@ class RoomStore:
             joined,
             int(time.time() * 1000),
         )
+        if joined:
+            self._joined.add(room_id)
+        else:
+            self._joined.discard(room_id)
 
     async def language(self, room_id: str) -> str | None:
         value = await self.db.fetchval("SELECT language FROM room WHERE room_id = $1", room_id)

@@ -7,6 +7,7 @@ a broken bot, or worse, like a message that went through.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable
 from typing import Protocol
@@ -16,6 +17,8 @@ from bot.context import CommandContext
 from bot.i18n import Lang, Translator, is_language
 from bot.render import to_html
 from bridge.e2ee.status import RoomEncryption
+
+log = logging.getLogger("santeguard.e2ee")
 
 
 class EncryptionStatus(Protocol):
@@ -85,7 +88,12 @@ class UndecryptableNotifier:
         self._default = default
 
     async def __call__(self, room_id: str, sender: str, device_id: str) -> None:
+        """Best effort: the event was given up already, so a notice that cannot be sent
+        (the bot left, the homeserver is down) must not hold up the room's next events."""
         stored = await self._rooms.language(room_id)
         lang: Lang = stored if is_language(stored) else self._default
         text = self._t.t("encryption.undecryptable.notice", lang, sender=sender, device=device_id)
-        await self._matrix.send_notice(room_id, text, html=to_html(text))
+        try:
+            await self._matrix.send_notice(room_id, text, html=to_html(text))
+        except Exception as e:
+            log.warning("Could not tell %s about an undecryptable message: %s", room_id, e)

@@ -3,6 +3,12 @@
 Only the shape is checked (what the spec makes required, with the right JSON types):
 custom event types are legitimate in Matrix and are accepted, stored and ignored by
 the handlers; refusing them would stall the homeserver's transaction stream.
+
+Identifier fields (``type``, ``event_id``, ``room_id``, ``sender``, ``state_key``) must
+also be encodable as UTF-8: JSON allows a lone surrogate escape (``"\\ud800"``), which
+parses into a Python string that no database, log line or outgoing request can encode.
+Such an event is refused here, before anything is stored. The check is on the hot path,
+so it is limited to those fields and takes the ``str.isascii()`` fast path first.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from typing import Any
 MAX_TXN_ID_LEN = 255
 MAX_EVENT_TYPE_LEN = 255
 _REQUIRED_STR = ("type", "event_id", "room_id", "sender")
+_UTF8_CHECKED = (*_REQUIRED_STR, "state_key")
 _OPTIONAL_LISTS = (
     "ephemeral",
     "de.sorunome.msc2409.ephemeral",
@@ -35,6 +42,17 @@ def validate_txn_id(txn_id: str) -> None:
         raise TransactionError(
             "M_INVALID_PARAM", f"txnId must be 1 to {MAX_TXN_ID_LEN} characters", "bad_txn_id"
         )
+
+
+def _encodable(value: str) -> bool:
+    """Whether ``value`` can be encoded as UTF-8 (no lone surrogate); ASCII is the fast path."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def validate_transaction(data: Any) -> list[dict[str, Any]]:
@@ -62,6 +80,14 @@ def validate_transaction(data: Any) -> list[dict[str, Any]]:
                     "M_BAD_JSON",
                     f"events[{i}].{key} must be a non-empty string",
                     "event_wrong_type",
+                )
+        for key in _UTF8_CHECKED:
+            value = ev.get(key)
+            if isinstance(value, str) and not _encodable(value):
+                raise TransactionError(
+                    "M_BAD_JSON",
+                    f"events[{i}].{key} is not valid UTF-8 (lone surrogate)",
+                    "event_bad_string",
                 )
         if len(ev["type"]) > MAX_EVENT_TYPE_LEN:
             raise TransactionError(

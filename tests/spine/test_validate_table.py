@@ -8,6 +8,7 @@ this table stands on its own and needs no server or database.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -21,6 +22,16 @@ from bridge.spine.validate import (
 )
 
 REQUIRED = ("type", "event_id", "room_id", "sender")
+# Identifier fields that must encode as UTF-8 (a JSON "\\ud800" escape parses into a
+# lone surrogate that no database, log or request can encode).
+UTF8_CHECKED = (*REQUIRED, "state_key")
+LONE_SURROGATES: tuple[tuple[str, str], ...] = (
+    ("high-alone", "\ud800"),
+    ("low-alone", "\udc00"),
+    ("high-inside-ascii", "!r\ud83d:sante.example"),
+    ("inside-non-ascii", "!é\udfff:sante.example"),
+    ("pair-reversed", "!r\ude00\ud83d:x"),
+)
 EXTENSIONS = (
     "ephemeral",
     "de.sorunome.msc2409.ephemeral",
@@ -103,6 +114,23 @@ def test_txn_id_refused(txn_id: str) -> None:
             id="several-events",
         ),
         pytest.param({"events": [], "txn_extra": 1}, id="unknown-top-level-key"),
+        # UTF-8 check of identifiers: valid non-ASCII (and a real surrogate pair, as
+        # json.loads builds it from "\\ud83d\\ude00") passes; content is not checked.
+        *(
+            pytest.param({"events": [ev(**{key: "!é😀:santé.example"})]}, id=f"{key}-non-ascii")
+            for key in UTF8_CHECKED
+        ),
+        pytest.param(
+            json.loads(
+                '{"events": [{"type": "m.room.message", "event_id": "$e\\ud83d\\ude00",'
+                ' "room_id": "!r:x", "sender": "@a:x"}]}'
+            ),
+            id="json-escaped-surrogate-pair",
+        ),
+        pytest.param(
+            {"events": [ev(content={"body": "\ud800"})]}, id="content-surrogate-not-checked"
+        ),
+        pytest.param({"events": [ev(state_key=3)]}, id="state-key-not-string-unchanged"),
         *(pytest.param({"events": [], key: []}, id=f"extension-{key}-list") for key in EXTENSIONS),
         pytest.param(
             {"events": [ev()], **{key: [{"type": "m.typing"}] for key in EXTENSIONS}},
@@ -180,6 +208,38 @@ def refused(data: Any, reason: str, fragment: str, id: str, errcode: str = "M_BA
             "events[1].room_id is missing",
             id="second-event-missing-field-index",
         ),
+        # Identifiers holding a lone surrogate (valid JSON, not encodable as UTF-8).
+        *(
+            refused(
+                {"events": [ev(**{key: value})]},
+                "event_bad_string",
+                f"events[0].{key} is not valid UTF-8",
+                id=f"{key}-lone-surrogate-{case}",
+            )
+            for case, value in LONE_SURROGATES
+            for key in UTF8_CHECKED
+        ),
+        refused(
+            json.loads(
+                '{"events": [{"type": "m.room.message", "event_id": "$e1",'
+                ' "room_id": "!r\\ud800:x", "sender": "@a:x"}]}'
+            ),
+            "event_bad_string",
+            "events[0].room_id is not valid UTF-8",
+            id="room_id-lone-surrogate-from-json-escape",
+        ),
+        refused(
+            {"events": [ev(), ev(event_id="$e2", sender="@\udc00:x")]},
+            "event_bad_string",
+            "events[1].sender",
+            id="second-event-lone-surrogate-index",
+        ),
+        refused(
+            {"events": [ev(room_id="!\ud800:x", content=[])]},
+            "event_bad_string",
+            "events[0].room_id",
+            id="lone-surrogate-reported-before-content-error",
+        ),
         # Event type length.
         refused(
             {"events": [ev(type="t" * (MAX_EVENT_TYPE_LEN + 1))]},
@@ -244,3 +304,4 @@ def test_transaction_refused(data: Any, errcode: str, reason: str, fragment: str
     assert (err.errcode, err.reason) == (errcode, reason)
     assert fragment in err.message
     assert str(err) == err.message
+    err.message.encode("utf-8")  # the 400 answer can always be sent (never echoes a value)

@@ -15,6 +15,6 @@ The device is created once with ``m.login.application_service`` and kept in the 
 
 from bridge.e2ee.device.bot_device import BotDevice
 from bridge.e2ee.device.decrypt import UndecryptableNotice
-from bridge.e2ee.device.share import DeviceAllowed, allow_all
+from bridge.e2ee.device.share import DeviceAllowed
 
-__all__ = ["BotDevice", "DeviceAllowed", "UndecryptableNotice", "allow_all"]
+__all__ = ["BotDevice", "DeviceAllowed", "UndecryptableNotice"]

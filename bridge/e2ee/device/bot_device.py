@@ -26,7 +26,7 @@ from bridge.e2ee.device.credentials import (
 from bridge.e2ee.device.decrypt import Decryptor, UndecryptableNotice
 from bridge.e2ee.device.key_requests import KeyRequests
 from bridge.e2ee.device.rooms import EncryptedRooms
-from bridge.e2ee.device.share import DeviceAllowed, EncryptedSender, allow_all
+from bridge.e2ee.device.share import DeviceAllowed, EncryptedSender
 from bridge.e2ee.device.sync import DeviceSync
 from bridge.e2ee.device.undecryptable import UndecryptableLog
 from bridge.e2ee.errors import CryptoError
@@ -38,7 +38,11 @@ log = logging.getLogger("santeguard.crypto")
 
 
 class BotDevice:
-    """The bot's one encrypted device. ``start`` once the bot user exists."""
+    """The bot's one encrypted device. ``start`` once the bot user exists.
+
+    ``device_allowed`` (required: there is no allow-all default) decides which members'
+    devices get a room's keys; the application passes the gate's admission decision.
+    """
 
     def __init__(
         self,
@@ -48,12 +52,12 @@ class BotDevice:
         as_token: str,
         session: aiohttp.ClientSession,
         store_path: Path,
+        device_allowed: DeviceAllowed,
         display_name: str = "SantéGuard",
         key_wait_seconds: float = 2.0,
         give_up_seconds: float = 60.0,
         sync_timeout_ms: int = 30_000,
         verify_ssl: bool = True,
-        device_allowed: DeviceAllowed = allow_all,
         on_undecryptable: UndecryptableNotice | None = None,
     ) -> None:
         self.homeserver = homeserver.rstrip("/")

@@ -25,11 +25,6 @@ DeviceAllowed = Callable[[str, str], Awaitable[bool]]
 _ROOM_WAIT_SECONDS = 10.0
 
 
-async def allow_all(user_id: str, room_id: str) -> bool:
-    """Default policy until the verified-practitioner gate plugs in."""
-    return True
-
-
 class EncryptedSender:
     """Sends encrypted events, one room at a time (a room key is shared once per session)."""
 

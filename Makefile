@@ -18,6 +18,7 @@ help:
 	@echo "make bench            - transaction ingest benchmark (SQLite and PostgreSQL vs a bare handler)"
 	@echo "make bench-directory  - Annuaire Santé extract import benchmark (2 million lines)"
 	@echo "make bench-gate       - gate benchmark: callback latency, Synapse join cost, backstop reaction"
+	@echo "make bench-unverify   - \`!sg unverify\` to removal from 50 protected rooms (SQLite, PostgreSQL)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +65,10 @@ bench-directory: $(STAMP) postgres
 .PHONY: bench-gate
 bench-gate: $(STAMP)
 	$(BIN)/python -m bench.gate
+
+.PHONY: bench-unverify
+bench-unverify: $(STAMP) postgres
+	$(BIN)/python -m bench.unverify_removal --rooms 50 --db sqlite --db postgres
 
 clean:
 	rm -rf $(VENV) demo-data .mypy_cache .ruff_cache .pytest_cache

@@ -20,6 +20,9 @@ from mautrix.util.async_db import Database
 from bridge.db import build_upgrade_table
 from bridge.devtools.stack import DevStack
 
+# Every run fails if a message text the tests sent appears in a log (tests/logscan.py).
+pytest_plugins = ("tests.logscan",)
+
 PG_ADMIN_DSN = os.environ.get("SANTEGUARD_TEST_PG", "postgres://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("SANTEGUARD_REQUIRE_POSTGRES") == "1"
 
@@ -89,6 +92,8 @@ async def _started_stack(
     name: str,
     tmp_path_factory: pytest.TempPathFactory,
     pg_database: str | None,
+    *,
+    fault_proxy: bool = False,
     **overrides: dict[str, object],
 ) -> DevStack:
     """A DevStack on SQLite or on its own PostgreSQL schema, started."""
@@ -104,7 +109,11 @@ async def _started_stack(
         await conn.close()
         db_uri = f"{pg_database}?search_path={schema}"
     dev = DevStack(
-        workdir, db_uri=db_uri, admins=["@admin:santeguard.test"], config_overrides=overrides
+        workdir,
+        db_uri=db_uri,
+        admins=["@admin:santeguard.test"],
+        config_overrides=overrides,
+        fault_proxy=fault_proxy,
     )
     await dev.start()
     return dev
@@ -140,6 +149,24 @@ async def gated_stack(
 ) -> AsyncIterator[DevStack]:
     """A protected network: every room protected and encrypted, members verified."""
     dev = await _started_stack(request.param, "gated", tmp_path_factory, pg_database)
+    try:
+        yield dev
+    finally:
+        await dev.stop()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+async def faulty_stack(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    pg_database: str | None,
+) -> AsyncIterator[DevStack]:
+    """`gated_stack` with SantéGuard reaching Synapse through a fault proxy
+    (`faulty_stack.proxy`, bridge/devtools/faultproxy.py): tests make the homeserver
+    fail SantéGuard's requests, and clear their rules when done."""
+    dev = await _started_stack(
+        request.param, "faulty", tmp_path_factory, pg_database, fault_proxy=True
+    )
     try:
         yield dev
     finally:

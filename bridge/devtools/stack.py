@@ -3,6 +3,10 @@
 SantéGuard starts first (the homeserver's gate module calls it synchronously), then
 Synapse with SantéGuard's registration and the HTTP antispam module; the bot is ready
 once its user is registered.
+
+With ``fault_proxy=True``, SantéGuard reaches Synapse through a
+:class:`~bridge.devtools.faultproxy.FaultProxy` (``stack.proxy``), so a test can make
+the homeserver fail SantéGuard's requests; Synapse still calls SantéGuard directly.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from bridge.app import SanteGuard
 from bridge.config import Config
 from bridge.core.antispam import GatePort
 from bridge.devtools.client import SimpleClient
+from bridge.devtools.faultproxy import FaultProxy
 from bridge.devtools.synapse import AntispamModule, LocalSynapse, RegisteredUser
 from bridge.devtools.testconfig import free_port
 from bridge.identity.model import Practitioner, Verification
@@ -44,6 +49,7 @@ class DevStack:
             "user_may_join_room",
             "check_event_for_spam",
         ),
+        fault_proxy: bool = False,
     ) -> None:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -85,6 +91,7 @@ class DevStack:
                 }
             ],
         )
+        self._proxy = FaultProxy(self.synapse.base_url) if fault_proxy else None
         self._db_uri = db_uri
         self._admins = list(admins)
         self._gate = gate
@@ -93,9 +100,21 @@ class DevStack:
         self._admin_user: RegisteredUser | None = None
         self._admin_token: str | None = None
 
+    @property
+    def proxy(self) -> FaultProxy:
+        """The fault proxy between SantéGuard and Synapse (``fault_proxy=True`` only)."""
+        if self._proxy is None:
+            raise RuntimeError("this DevStack has no fault proxy (DevStack(fault_proxy=True))")
+        return self._proxy
+
+    @property
+    def homeserver_address(self) -> str:
+        """Where SantéGuard reaches Synapse: the fault proxy if there is one."""
+        return self._proxy.base_url if self._proxy is not None else self.synapse.base_url
+
     def config(self) -> Config:
         data: dict[str, Any] = {
-            "homeserver": {"address": self.synapse.base_url, "domain": self.server_name},
+            "homeserver": {"address": self.homeserver_address, "domain": self.server_name},
             "appservice": {
                 "address": f"http://127.0.0.1:{self.as_port}",
                 "hostname": "127.0.0.1",
@@ -124,6 +143,9 @@ class DevStack:
         # fails closed and transactions wait in Synapse.
         await self.synapse.start(timeout=timeout)
         self._admin_token = await self.synapse.admin_token()
+        if self._proxy is not None:
+            self._proxy.retarget(self.synapse.base_url)  # its port may have changed at start
+            await self._proxy.start()
         await self.start_santeguard()
         await self.synapse.register_appservice_user(self.as_token, self.sender_localpart)
         assert self.santeguard is not None
@@ -136,6 +158,8 @@ class DevStack:
 
     async def stop(self) -> None:
         await self.stop_santeguard()
+        if self._proxy is not None:
+            await self._proxy.stop()
         await self.synapse.stop()
 
     @property

@@ -34,12 +34,14 @@ from bridge.gate.store import RoomPolicyStore
 
 log = logging.getLogger("santeguard.enforce")
 
+# A removal already pending keeps why it was planned (a sweep re-planning it must not
+# turn "no longer practises" into "not verified") and its backoff; it only gains a
+# reason if it had none.
 _UPSERT = (
     "INSERT INTO enforcement (room_id, user_id, reason, trigger, created_at, due_at) "
     "VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (room_id, user_id) DO UPDATE SET "
-    "reason = excluded.reason, trigger = excluded.trigger, "
-    "due_at = CASE WHEN excluded.due_at < enforcement.due_at "
-    "THEN excluded.due_at ELSE enforcement.due_at END"
+    "reason = CASE WHEN enforcement.reason = '' THEN excluded.reason "
+    "ELSE enforcement.reason END"
 )
 
 
@@ -238,7 +240,9 @@ class Enforcer:
                 await self._execute(work)
             except Exception as e:  # never lose the row: it is retried after its lease
                 log.exception("Enforcement of %s in %s failed", work.user_id, work.room_id)
-                await self._store.retry(work, self._backoff(work), type(e).__name__, alerted=True)
+                await self._store.retry(
+                    work, self._backoff(work), type(e).__name__, alerted=work.alerted
+                )
 
     def _decision(self, work: Work) -> Decision:
         decision = self._gk.member_decision(work.user_id, work.room_id)
@@ -266,10 +270,12 @@ class Enforcer:
         except Exception as e:
             await self._failed(work, decision, f"{type(e).__name__}: {e}", permanent=True)
             return
-        await self._store.done(work)
+        # The row goes last: a crash before it means the next attempt finds the member
+        # gone and finishes quietly, never a kick without its audit entry.
         await self._rooms.set_membership(room, user, "leave")
         if membership not in ("join", "invite", "knock"):
             log.info("%s already gone from %s (%s)", user, room, membership)
+            await self._store.done(work)
             return
         await self._audit.record(
             self._matrix.bot_mxid,
@@ -278,6 +284,7 @@ class Enforcer:
             subject=user,
             details={"reason": decision.reason, "trigger": work.trigger},
         )
+        await self._store.done(work)
         log.info("Removed %s from %s: %s", user, room, decision.reason)
         try:
             await self._matrix.send_notice(room, reason_text(self._t, decision, self._lang))

@@ -183,3 +183,27 @@ async def test_claims_of_a_dead_process_are_released_at_start(db: Database) -> N
     assert await store.claim(10) == []  # nobody else takes it during the lease
     await enforcer.recover()
     assert len(await store.claim(10)) == 1
+
+
+async def test_a_re_plan_keeps_why_the_removal_was_planned_and_its_backoff(db: Database) -> None:
+    enforcer, store, matrix, _, verifications = await _setup(db)
+
+    async def plan(conn: Any) -> None:
+        await enforcer.plan_unbound(conn, DOC, trigger="reverification", reason="no_longer_active")
+
+    await verifications.unbind(DOC, then=plan)
+    matrix.transient_failures = 1
+    await enforcer.run_due()  # fails once: retried after a backoff
+    due_before = await db.fetchval("SELECT due_at FROM enforcement WHERE room_id = $1", ROOM)
+    await enforcer.plan_members([(ROOM, DOC)], trigger="reconcile")  # the sweep re-plans it
+    row = await db.fetchrow(
+        "SELECT reason, trigger, due_at FROM enforcement WHERE room_id = $1", ROOM
+    )
+    assert (row["reason"], row["trigger"], row["due_at"]) == (
+        "no_longer_active",
+        "reverification",
+        due_before,
+    )
+    await _drain(enforcer, store)
+    reasons = {text for _, text in matrix.notices}
+    assert all("n'exerce plus" in text for text in reasons)

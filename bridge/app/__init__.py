@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -225,6 +228,10 @@ class SanteGuard:
             max_concurrent_rooms=cfg.dispatch.max_concurrent_rooms,
             max_attempts=cfg.dispatch.max_attempts,
             retry_base_seconds=cfg.dispatch.retry_base_seconds,
+            max_backoff_seconds=cfg.dispatch.max_backoff_seconds,
+            max_in_memory_events=cfg.dispatch.max_in_memory_events,
+            stuck_after_seconds=cfg.dispatch.stuck_after_seconds,
+            on_stuck=self._room_stuck,
         )
         starts = [self.enforcer_matrix.ensure_bot, *([self.crypto.start] if self.crypto else [])]
         self.bot = BotAccount(self.matrix, after=starts)
@@ -262,7 +269,17 @@ class SanteGuard:
                 {"database": self._db_ok, "homeserver": self.matrix.homeserver_reachable}
             ),
             user_query=self.bot.user_query,
+            report=self._report,
         )
+
+    async def _room_stuck(self, room_id: str, event_type: str, error: str, since: float) -> None:
+        stamp = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        await self.alerts.alert(
+            "alert.room_stuck", room=room_id, event_type=event_type, error=error, since=stamp
+        )
+
+    def _report(self) -> dict[str, Any]:
+        return {"stuck_rooms": [asdict(s) for s in self.dispatcher.stuck_rooms()]}
 
     async def _db_ok(self) -> bool:
         await self.db.fetchval("SELECT 1")

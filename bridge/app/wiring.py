@@ -47,8 +47,16 @@ from bridge.ops.metrics import Metrics
 from bridge.ops.scheduler import Job, Scheduler
 from bridge.ops.status import Status
 from bridge.spine.queue import EventQueueStore
+from bridge.spine.text import CATALOG as SPINE_TEXT
 
-TEXT_CATALOGS = (COMMANDS_TEXT, GATE_TEXT, IDENTITY_TEXT, E2EE_TEXT, HOMESERVER_CHECK_TEXT)
+TEXT_CATALOGS = (
+    COMMANDS_TEXT,
+    SPINE_TEXT,
+    GATE_TEXT,
+    IDENTITY_TEXT,
+    E2EE_TEXT,
+    HOMESERVER_CHECK_TEXT,
+)
 """Every capability's texts; with the framework's own, the one catalog (see the test)."""
 
 

@@ -70,6 +70,45 @@ class Metrics:
             "Events stored but not yet handled.",
             registry=r,
         )
+        self.dispatch_in_memory = Gauge(
+            "santeguard_dispatch_in_memory_events",
+            "Events held in memory by the dispatcher (at most dispatch.max_in_memory_events; "
+            "the database holds the rest).",
+            registry=r,
+        )
+        self.dispatch_backoff_rooms = Gauge(
+            "santeguard_dispatch_backoff_rooms",
+            "Rooms whose next event is failing and waits to be retried.",
+            registry=r,
+        )
+        self.dispatch_stuck_rooms = Gauge(
+            "santeguard_dispatch_stuck_rooms",
+            "Rooms whose next event has been failing for longer than "
+            "dispatch.stuck_after_seconds (listed in /ready).",
+            registry=r,
+        )
+        self.dispatch_stuck_episodes = Counter(
+            "santeguard_dispatch_stuck_episodes_total",
+            "Times a room became stuck (one per episode, as alerted).",
+            registry=r,
+        )
+        self.dispatch_spilled_rooms = Gauge(
+            "santeguard_dispatch_spilled_rooms",
+            "Rooms whose later events wait in the database, to be read back in order.",
+            registry=r,
+        )
+        self.dispatch_reads = Counter(
+            "santeguard_dispatch_database_reads_total",
+            "Reads of stored transactions by the dispatcher (backlog beyond the memory cap, "
+            "rooms catching up, start).",
+            registry=r,
+        )
+        self.events_abandoned = Counter(
+            "santeguard_events_abandoned_total",
+            "Events given up because their dead letter could not be written either "
+            "(logged at ERROR by event ID; also counted as failed).",
+            registry=r,
+        )
         self.antispam = Counter(
             "santeguard_antispam_requests_total",
             "Synchronous gate callbacks answered, by callback and decision.",

@@ -30,6 +30,7 @@ StoreTxn = Callable[[str, bytes, int], Awaitable[int | None]]
 OnStored = Callable[[int, list[dict[str, Any]]], None]
 Probe = Callable[[], Awaitable[dict[str, bool]]]
 UserQuery = Callable[[str], Awaitable[bool]]
+Report = Callable[[], dict[str, Any]]
 
 APP_PREFIX = "/_matrix/app/v1"
 # Content-Encodings aiohttp decodes; only these are named back in an error.
@@ -75,6 +76,7 @@ class AppserviceServer:
         gate: GatePort,
         readiness: Probe,
         user_query: UserQuery,
+        report: Report | None = None,
     ) -> None:
         self._hs_token = hs_token
         self._antispam_token = antispam_token
@@ -85,6 +87,7 @@ class AppserviceServer:
         self._on_stored = on_stored
         self._gate = gate
         self._readiness = readiness
+        self._report = report
         self._user_query = user_query
 
     def build_app(self) -> web.Application:
@@ -269,11 +272,14 @@ class AppserviceServer:
         return web.json_response({"status": "ok"})
 
     async def get_ready(self, request: web.Request) -> web.Response:
+        """503 when a dependency is down. What needs attention without making SantéGuard
+        unready (stuck rooms: the gate still answers) is reported beside the checks."""
         checks = await self._readiness()
         ok = all(checks.values())
-        return web.json_response(
-            {"status": "ready" if ok else "not ready", "checks": checks}, status=200 if ok else 503
-        )
+        body: dict[str, Any] = {"status": "ready" if ok else "not ready", "checks": checks}
+        if self._report is not None:
+            body.update(self._report())
+        return web.json_response(body, status=200 if ok else 503)
 
     async def get_metrics(self, request: web.Request) -> web.Response:
         return web.Response(

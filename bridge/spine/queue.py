@@ -4,18 +4,34 @@ The ack path does one thing: insert the transaction's raw body in one row and co
 Events are read back from stored bodies for handling, and a transaction is marked done
 once all its events are handled, so a crash at any point loses nothing and a replayed
 ``txnId`` is never processed twice. Per-event rows are written only for dead letters.
+
+Dead-lettering must not be able to fail on what is in an event: the identifiers it keeps
+are stored as written when they are valid UTF-8 text, and otherwise as their ASCII JSON
+escape (a lone surrogate becomes the six characters ``\\ud800``), so no content can make
+the insert raise. An unreachable database raises ``TransientError``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from mautrix.util.async_db import Database, Scheme
 
+from bridge.core.errors import TransientError
 from bridge.db.sqlite_writer import SQLiteWriter
+
+log = logging.getLogger("santeguard.queue")
+
+# The dead_letter columns are TEXT; identifiers longer than this are cut (Matrix caps
+# them at 255 bytes), the error text at ERROR_CHARS.
+ID_CHARS = 255
+ERROR_CHARS = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +49,56 @@ def events_of(body: bytes) -> list[dict[str, Any]]:
     data = json.loads(body)
     events = data.get("events") or []
     return [ev for ev in events if isinstance(ev, dict)]
+
+
+def storable_text(value: object, limit: int = ID_CHARS) -> str:
+    """``value`` as text that any database accepts: valid UTF-8, no NUL, at most ``limit``.
+
+    Text that is already storable is kept as it is; anything else (a lone surrogate, a NUL,
+    a non-string) is written as its ASCII JSON escape, which cannot fail to encode.
+    """
+    if isinstance(value, str):
+        text = value
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = json.dumps(value, ensure_ascii=True)[1:-1]
+        if "\x00" in text:
+            text = json.dumps(text, ensure_ascii=True)[1:-1]
+    else:
+        text = json.dumps(value, ensure_ascii=True, default=repr)
+    return text[:limit]
+
+
+_SQLITE_TRANSIENT = ("locked", "busy", "disk I/O error", "unable to open")
+
+
+def is_transient_db_error(e: BaseException) -> bool:
+    """Whether ``e`` says the database is unreachable or overloaded (worth retrying)."""
+    if isinstance(e, (OSError, TimeoutError)):
+        return True
+    if isinstance(
+        e,
+        (
+            asyncpg.PostgresConnectionError,
+            asyncpg.exceptions.OperatorInterventionError,
+            asyncpg.exceptions.InsufficientResourcesError,
+        ),
+    ):
+        return True
+    if isinstance(e, asyncpg.InterfaceError) and "connection" in str(e).lower():
+        return True
+    return isinstance(e, sqlite3.OperationalError) and any(m in str(e) for m in _SQLITE_TRANSIENT)
+
+
+def _events_or_none(seq: int, body: bytes) -> list[dict[str, Any]]:
+    try:
+        return events_of(body)
+    except (ValueError, AttributeError, TypeError):
+        # Validated before it was stored, so only a damaged database gets here. Reading it
+        # again would fail again: it is reported and handled as empty (its row is kept).
+        log.error("Stored transaction %d cannot be parsed; it is skipped", seq)
+        return []
 
 
 _INSERT_TXN = (
@@ -90,14 +156,30 @@ class EventQueueStore:
         )
         return int(value) if value is not None else None
 
-    async def pending(self, after_seq: int, limit: int = 50) -> list[StoredTxn]:
-        """Stored transactions not yet done, in arrival order."""
-        rows = await self.db.fetch(
-            "SELECT seq, body FROM txn WHERE status = 'pending' AND seq > $1 ORDER BY seq LIMIT $2",
-            after_seq,
-            limit,
-        )
-        return [StoredTxn(int(r["seq"]), events_of(bytes(r["body"]))) for r in rows]
+    async def pending(
+        self, after_seq: int, limit: int = 50, until_seq: int | None = None
+    ) -> list[StoredTxn]:
+        """Stored transactions not yet done with ``after_seq < seq <= until_seq``, in order."""
+        if until_seq is None:
+            rows = await self.db.fetch(
+                "SELECT seq, body FROM txn WHERE status = 'pending' AND seq > $1 "
+                "ORDER BY seq LIMIT $2",
+                after_seq,
+                limit,
+            )
+        else:
+            rows = await self.db.fetch(
+                "SELECT seq, body FROM txn WHERE status = 'pending' AND seq > $1 "
+                "AND seq <= $2 ORDER BY seq LIMIT $3",
+                after_seq,
+                until_seq,
+                limit,
+            )
+        out = []
+        for r in rows:
+            seq = int(r["seq"])
+            out.append(StoredTxn(seq, _events_or_none(seq, bytes(r["body"]))))
+        return out
 
     async def mark_done(self, seqs: list[int]) -> None:
         """Mark fully handled transactions done, in one commit."""
@@ -114,20 +196,30 @@ class EventQueueStore:
     async def dead_letter(
         self, txn_seq: int, event: dict[str, Any], attempts: int, error: str
     ) -> None:
-        """Keep an event that failed every attempt (visible in status and metrics)."""
-        await self.db.execute(
-            "INSERT INTO dead_letter (event_id, txn_seq, room_id, event_type, attempts, "
-            "last_error, failed_at) VALUES ($1, $2, $3, $4, $5, $6, $7) "
-            "ON CONFLICT (event_id) DO UPDATE SET attempts = excluded.attempts, "
-            "last_error = excluded.last_error, failed_at = excluded.failed_at",
-            str(event.get("event_id")),
-            txn_seq,
-            str(event.get("room_id")),
-            str(event.get("type")),
-            attempts,
-            error[:500],
-            _now_ms(),
-        )
+        """Keep an event that failed every attempt (visible in status and metrics).
+
+        Its identifiers and the error text go through ``storable_text``, so what the event
+        holds cannot make this fail; an unreachable database raises ``TransientError``.
+        The event itself stays in its transaction's row (``txn_seq``) until pruned.
+        """
+        try:
+            await self.db.execute(
+                "INSERT INTO dead_letter (event_id, txn_seq, room_id, event_type, attempts, "
+                "last_error, failed_at) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+                "ON CONFLICT (event_id) DO UPDATE SET attempts = excluded.attempts, "
+                "last_error = excluded.last_error, failed_at = excluded.failed_at",
+                storable_text(event.get("event_id")),
+                txn_seq,
+                storable_text(event.get("room_id")),
+                storable_text(event.get("type")),
+                attempts,
+                storable_text(error, ERROR_CHARS),
+                _now_ms(),
+            )
+        except Exception as e:
+            if is_transient_db_error(e):
+                raise TransientError(f"database unavailable: {type(e).__name__}") from e
+            raise
 
     async def depth(self) -> int:
         """Events stored but not yet handled (counted by pending transactions)."""

@@ -114,7 +114,6 @@ async def test_encryption_command_in_a_clear_room(stack: DevStack) -> None:
         assert reply["type"] == "m.room.message"  # a clear room gets a clear reply
 
 
-
 async def allow_all(user_id: str, room_id: str) -> bool:
     """The test's own: SantéGuard has no allow-all policy (its device follows the gate)."""
     return True

@@ -34,6 +34,7 @@ from nio import MegolmEvent, RoomKeyRequest, SyncResponse
 
 from bridge.devtools.client import MatrixError, SimpleClient
 from bridge.devtools.nio_peer import NioPeer, notice_from
+from bridge.devtools.people import practitioner
 from bridge.devtools.stack import DevStack
 from bridge.devtools.synapse import RegisteredUser
 from bridge.identity.model import Practitioner
@@ -55,20 +56,7 @@ ADMIN_ROOM_CLOSED = "réservé aux administrateurs du réseau"
 
 
 def doctor(last: str = "REGLE", first: str = "Anne", profession: str = "10") -> Practitioner:
-    n = next(_n)
-    return Practitioner(
-        idnps=f"8108888{n:05d}",
-        id_kind="rpps",
-        identifier=f"108888{n:05d}",
-        last_name=last,
-        first_name=first,
-        civility="DR",
-        profession_code=profession,
-        profession_label="Médecin" if profession == "10" else "Infirmier",
-        specialty_code=None,
-        specialty_label=None,
-        active=True,
-    )
+    return practitioner(888_00000 + next(_n), last=last, first=first, profession=profession)
 
 
 def uniq(name: str) -> str:

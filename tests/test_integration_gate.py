@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from bridge.devtools.client import MatrixError, SimpleClient
+from bridge.devtools.people import practitioner
 from bridge.devtools.stack import DevStack
 from bridge.identity.model import Practitioner
 
@@ -21,20 +22,7 @@ ENCRYPTED = [
 
 
 def doctor(last: str = "EXEMPLE", first: str = "Julien", profession: str = "10") -> Practitioner:
-    n = next(_n)
-    return Practitioner(
-        idnps=f"8109999{n:05d}",
-        id_kind="rpps",
-        identifier=f"109999{n:05d}",
-        last_name=last,
-        first_name=first,
-        civility="DR",
-        profession_code=profession,
-        profession_label="Médecin" if profession == "10" else "Infirmier",
-        specialty_code=None,
-        specialty_label=None,
-        active=True,
-    )
+    return practitioner(9999_00000 + next(_n), last=last, first=first, profession=profession)
 
 
 def uniq(name: str) -> str:

@@ -94,7 +94,7 @@ class PayloadProblem:
     reason: str  # short, bounded label for metrics: missing_field, bad_field, not_utf8
 
 
-def _encodable(value: str) -> bool:
+def encodable(value: str) -> bool:
     """A lone surrogate (``"\\ud800"`` is valid JSON) cannot be stored, logged or sent."""
     if value.isascii():
         return True
@@ -113,7 +113,7 @@ _NOT_UTF8 = "is not valid UTF-8"
 def _string(value: Any) -> str | None:
     if not isinstance(value, str) or not value:
         return "must be a non-empty string"
-    return None if _encodable(value) else _NOT_UTF8
+    return None if encodable(value) else _NOT_UTF8
 
 
 def _prefixed(sigil: str, what: str, *, colon: bool) -> _Check:
@@ -136,7 +136,7 @@ _event_id = _prefixed("$", "an event ID ($event)", colon=False)
 def _any_string(value: Any) -> str | None:
     if not isinstance(value, str):
         return "must be a string"
-    return None if _encodable(value) else _NOT_UTF8
+    return None if encodable(value) else _NOT_UTF8
 
 
 def _optional_string(value: Any) -> str | None:
@@ -144,7 +144,7 @@ def _optional_string(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         return "must be a string or null"
-    return None if _encodable(value) else _NOT_UTF8
+    return None if encodable(value) else _NOT_UTF8
 
 
 def _boolean(value: Any) -> str | None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bridge.core.antispam import encodable
+
 MAX_TXN_ID_LEN = 255
 MAX_EVENT_TYPE_LEN = 255
 _REQUIRED_STR = ("type", "event_id", "room_id", "sender")
@@ -42,17 +44,6 @@ def validate_txn_id(txn_id: str) -> None:
         raise TransactionError(
             "M_INVALID_PARAM", f"txnId must be 1 to {MAX_TXN_ID_LEN} characters", "bad_txn_id"
         )
-
-
-def _encodable(value: str) -> bool:
-    """Whether ``value`` can be encoded as UTF-8 (no lone surrogate); ASCII is the fast path."""
-    if value.isascii():
-        return True
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def validate_transaction(data: Any) -> list[dict[str, Any]]:
@@ -83,7 +74,7 @@ def validate_transaction(data: Any) -> list[dict[str, Any]]:
                 )
         for key in _UTF8_CHECKED:
             value = ev.get(key)
-            if isinstance(value, str) and not _encodable(value):
+            if isinstance(value, str) and not encodable(value):
                 raise TransactionError(
                     "M_BAD_JSON",
                     f"events[{i}].{key} is not valid UTF-8 (lone surrogate)",

@@ -71,6 +71,20 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("file", help="the pipe-separated extract file")
     imp.add_argument("-c", "--config", required=True, help="path to config.yaml")
     imp.add_argument("--lang", choices=["fr", "en"], default="fr")
+
+    m = sub.add_parser("mail", help="secure mail bridge operations")
+    msub = m.add_subparsers(dest="mail_command", required=True, metavar="ACTION")
+    al = msub.add_parser("allowlist", help="the MSSanté allow-list (liste blanche)")
+    alsub = al.add_subparsers(dest="allowlist_command", required=True, metavar="ACTION")
+    ali = alsub.add_parser(
+        "import",
+        help="load the ANS liste blanche XML",
+        description="Replace the allowed recipient domains with those of the MSSanté allow-list "
+        "XML, atomically: a file that does not parse leaves the previous list in force.",
+    )
+    ali.add_argument("file", help="the liste blanche XML file")
+    ali.add_argument("-c", "--config", required=True, help="path to config.yaml")
+    ali.add_argument("--lang", choices=["fr", "en"], default="fr")
     return p
 
 
@@ -241,6 +255,50 @@ def cmd_directory(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_mail(args: argparse.Namespace) -> int:
+    from bridge.app.wiring import build_translator
+    from bridge.db.database import open_database
+    from bridge.mail.allowlist import AllowlistError, parse_allowlist_report
+    from bridge.mail.store import MailStore
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    text = build_translator()
+    try:
+        report = parse_allowlist_report(Path(args.file).read_bytes())
+    except OSError as e:
+        print(f"error: cannot read {args.file}: {e.strerror}", file=sys.stderr)
+        return 2
+    except AllowlistError as e:
+        print(text.t("cli.mail_allowlist_error", args.lang, reason=e.reason), file=sys.stderr)
+        return 1
+
+    async def run() -> int:
+        d = cfg.database
+        db = open_database(
+            d.uri, sqlite_synchronous=d.sqlite_synchronous, min_size=d.min_size, max_size=d.max_size
+        )
+        await db.start()
+        try:
+            await MailStore(db).replace_allowlist(report.domains)
+        finally:
+            await db.stop()
+        print(
+            text.t(
+                "cli.mail_allowlist_imported",
+                args.lang,
+                count=len(report.domains),
+                skipped=len(report.skipped),
+            )
+        )
+        return 0
+
+    return asyncio.run(run())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {
@@ -249,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         "check-config": cmd_check_config,
         "check-homeserver": cmd_check_homeserver,
         "directory": cmd_directory,
+        "mail": cmd_mail,
     }
     return handlers[args.command](args)
 

@@ -20,6 +20,8 @@ from pydantic_settings import (
 )
 from yarl import URL
 
+from bridge.mail.config import MailConfig
+
 _PLACEHOLDER = "This value is generated when generating the registration"
 #: Token values that example configurations leave for the operator to replace: as good
 #: as no token (anyone who read the example knows them).
@@ -237,6 +239,7 @@ class Config(BaseSettings):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     bot: BotConfig = Field(default_factory=BotConfig)
     encryption: EncryptionConfig = Field(default_factory=EncryptionConfig)
+    mail: MailConfig = Field(default_factory=MailConfig)
 
     @classmethod
     def settings_customise_sources(
@@ -262,6 +265,7 @@ class Config(BaseSettings):
             self.antispam.token,
             self.directory.fhir_api_key,
             self.directory.homeserver_admin_token,
+            *self.mail.secret_values(),
         ]
         out = [v.get_secret_value() for v in values if v is not None]
         return [s for s in out if len(s) >= 6]
@@ -308,6 +312,9 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
         raise ConfigError("invalid configuration:\n" + "\n".join(problems))
     cfg.database.uri = resolve_sqlite_uri(cfg.database.uri, base)
     cfg.encryption.store_path = str(base / cfg.encryption.store_path)
+    for key in ("ca_file", "client_cert", "client_key"):
+        if (value := getattr(cfg.mail, key)) is not None:
+            setattr(cfg.mail, key, str(base / value))
     return cfg
 
 

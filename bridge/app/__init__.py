@@ -17,6 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from bridge import __version__
+from bridge.app.mail import build_mail
 from bridge.app.wiring import (
     build_command_service,
     build_device,
@@ -163,6 +164,25 @@ class SanteGuard:
             period_seconds=cfg.gate.reverify_hours * 3600,
         )
 
+        # Mail: rooms linked to the network's secure mailbox (MSSanté).
+        self.mail = build_mail(
+            cfg,
+            db=self.db,
+            matrix=self.matrix,
+            crypto=self.crypto,
+            session=self.session,
+            verifications=self.verifications,
+            joined=self.rooms.is_joined,
+            rooms_language=self.rooms,
+            audit=self.audit,
+            alerts=self.alerts,
+            text=t,
+            metrics=self.metrics,
+            trigger=lambda name: self.scheduler.trigger(name),
+            room_name=self.matrix.room_name,
+            own_users=frozenset({cfg.bot_mxid, self.enforcer_matrix.bot_mxid}),
+        )
+
         # Commands, and the bot's presence in the rooms that invite it.
         self.status = Status(
             __version__,
@@ -200,6 +220,7 @@ class SanteGuard:
                     audit=self.audit,
                     admins=frozenset(cfg.bot.admins),
                 ),
+                self.mail.commands,
             ),
             status=self.status,
             matrix=self.matrix,
@@ -216,6 +237,7 @@ class SanteGuard:
             self.forced,
             membership,
             self.commands,
+            *self.mail.subscribers,
         ]
         if self.crypto is not None:
             subscribers.append(EncryptedEvents(self.crypto, self.rooms))
@@ -244,6 +266,7 @@ class SanteGuard:
             self.enforcer,
             self.reconciler,
             bot_ready=self.bot.ready,
+            extra_jobs=self.mail.jobs,
         )
         self.enforcer.on_planned = lambda: self.scheduler.trigger("enforcement")
         self._runner: web.AppRunner | None = None
@@ -266,7 +289,11 @@ class SanteGuard:
             on_stored=self.dispatcher.submit,
             gate=self.gate,
             readiness=Readiness(
-                {"database": self._db_ok, "homeserver": self.matrix.homeserver_reachable}
+                {
+                    "database": self._db_ok,
+                    "homeserver": self.matrix.homeserver_reachable,
+                    **({"mail": self.mail.health.ready} if self.mail.health else {}),
+                }
             ),
             user_query=self.bot.user_query,
             report=self._report,
@@ -293,6 +320,7 @@ class SanteGuard:
         await self.verifications.load()
         await self.room_policies.load()
         await self.rooms.load()
+        await self.mail.start()
         await self.enforcer.recover()
         self._runner = web.AppRunner(self._server().build_app(), access_log=None)
         await self._runner.setup()
@@ -313,6 +341,7 @@ class SanteGuard:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.dispatcher.stop()
+        await self.mail.stop()
         if self.crypto is not None:
             await self.crypto.stop()
         if isinstance(self.directory, FhirDirectory):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -42,6 +44,7 @@ from bridge.identity.sources.fhir import FhirDirectory
 from bridge.identity.sources.psc import psc_idnps
 from bridge.identity.store import VerificationStore
 from bridge.identity.text import CATALOG as IDENTITY_TEXT
+from bridge.mail.text import CATALOG as MAIL_TEXT
 from bridge.matrix.client import MatrixClient
 from bridge.ops.metrics import Metrics
 from bridge.ops.scheduler import Job, Scheduler
@@ -55,6 +58,7 @@ TEXT_CATALOGS = (
     GATE_TEXT,
     IDENTITY_TEXT,
     E2EE_TEXT,
+    MAIL_TEXT,
     HOMESERVER_CHECK_TEXT,
 )
 """Every capability's texts; with the framework's own, the one catalog (see the test)."""
@@ -195,6 +199,7 @@ def build_scheduler(
     reconciler: Reconciler,
     *,
     bot_ready: asyncio.Event,
+    extra_jobs: Sequence[Job] = (),
 ) -> Scheduler:
     """The periodic jobs, by name (their runs and failures are in the metrics)."""
     scheduler = Scheduler(metrics)
@@ -243,6 +248,8 @@ def build_scheduler(
             first_delay_seconds=0,
             after=bot_ready,
         ),
+        # Capabilities' own jobs (mail), all after the bot is registered.
+        *(replace(job, after=bot_ready) for job in extra_jobs),
     ):
         scheduler.add(job)
     return scheduler

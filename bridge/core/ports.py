@@ -18,6 +18,9 @@ Clock = Callable[[], datetime]
 InTransaction = Callable[[Connection], Awaitable[object]]
 """Work to do inside another store's database transaction (e.g. plan the removals an
 unbinding calls for, so that neither can be committed without the other)."""
+EPHEMERAL = "santeguard.ephemeral"
+"""Top-level key of pseudo-events made from pushed ephemeral data (read receipts): only
+SantéGuard sets it (a room event's top-level keys come from the homeserver)."""
 EventHandler = Callable[[dict[str, Any]], Awaitable[bool]]
 """Handles one event; returns whether it called for any work (or, as a guard, refused it)."""
 

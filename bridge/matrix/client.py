@@ -115,9 +115,14 @@ class MatrixClient:
     async def leave(self, room_id: str, reason: str | None = None) -> None:
         await self._call("leave", self.bot.leave_room(RoomID(room_id), reason=reason))
 
-    async def send_notice(self, room_id: str, text: str, html: str | None = None) -> str:
-        """Send an ``m.notice``; empty ``m.mentions`` so quoted user text pings nobody."""
+    async def send_notice(
+        self, room_id: str, text: str, html: str | None = None, *, reply_to: str | None = None
+    ) -> str:
+        """Send an ``m.notice`` (a reply to ``reply_to`` if given); empty ``m.mentions`` so
+        quoted user text pings nobody."""
         content: dict[str, Any] = {"msgtype": "m.notice", "body": text, "m.mentions": {}}
+        if reply_to:
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
         if html:
             content["format"] = "org.matrix.custom.html"
             content["formatted_body"] = html
@@ -230,3 +235,40 @@ class MatrixClient:
             if membership in ("join", "invite", "knock"):
                 out.append((str(ev.state_key), membership))
         return out
+
+    async def send_event(
+        self, room_id: str, event_type: str, content: dict[str, Any], *, txn_id: str | None = None
+    ) -> str:
+        """Send any room event as this user, in clear (``content`` may already be
+        ``m.room.encrypted``). A fixed ``txn_id`` makes a retry return the same event."""
+        event_id = await self._call(
+            "send",
+            self.bot.send_message_event(
+                RoomID(room_id),
+                EventType.find(event_type, t_class=EventType.Class.MESSAGE),
+                content,  # type: ignore[arg-type]
+                txn_id=txn_id,
+            ),
+        )
+        return str(event_id)
+
+    async def invite(self, room_id: str, user_id: str) -> None:
+        await self._call("invite", self.bot.invite_user(RoomID(room_id), UserID(user_id)))
+
+    async def send_receipt(self, room_id: str, event_id: str) -> None:
+        """A public read receipt (``m.read``) on ``event_id``."""
+        await self._call("receipt", self.bot.mark_read(RoomID(room_id), EventID(event_id)))
+
+    async def room_name(self, room_id: str) -> str | None:
+        try:
+            content = await self._call(
+                "room name", self.bot.get_state_event(RoomID(room_id), EventType.ROOM_NAME)
+            )
+        except MatrixStandardRequestError:
+            return None
+        data = content.serialize() if hasattr(content, "serialize") else dict(content)
+        name = data.get("name")
+        return str(name) if isinstance(name, str) and name.strip() else None
+
+    async def set_displayname(self, name: str) -> None:
+        await self._call("profile", self.bot.set_displayname(name))

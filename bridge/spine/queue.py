@@ -25,6 +25,7 @@ from mautrix.util.async_db import Database, Scheme
 
 from bridge.core.errors import TransientError
 from bridge.db.sqlite_writer import SQLiteWriter
+from bridge.spine.ephemeral import receipt_events
 
 log = logging.getLogger("santeguard.queue")
 
@@ -45,10 +46,14 @@ def _now_ms() -> int:
 
 
 def events_of(body: bytes) -> list[dict[str, Any]]:
-    """The room events of a stored body (its shape was validated before it was stored)."""
+    """The room events of a stored body (its shape was validated before it was stored),
+    then its read receipts as pseudo-events (see ``spine.ephemeral``)."""
     data = json.loads(body)
     events = data.get("events") or []
-    return [ev for ev in events if isinstance(ev, dict)]
+    room_events = [ev for ev in events if isinstance(ev, dict)]
+    if "ephemeral" in data or "de.sorunome.msc2409.ephemeral" in data:
+        room_events.extend(receipt_events(data))
+    return room_events
 
 
 def storable_text(value: object, limit: int = ID_CHARS) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.core.ports import EventHandler
+from bridge.core.ports import EPHEMERAL, EventHandler
 
 _Entry = tuple[EventHandler, bool]  # handler, ignore_own
 ANY = "*"
@@ -45,7 +45,9 @@ class EventRoutes:
         if not isinstance(event_type, str):
             return False
         own = event.get("sender") in self._own
-        for guards in (self._guards.get(ANY, ()), self._guards.get(event_type, ())):
+        # Guards judge room content; pushed ephemeral data (receipts) carries none.
+        guarded = () if event.get(EPHEMERAL) else (ANY, event_type)
+        for guards in (self._guards.get(t, ()) for t in guarded):
             for handler, ignore_own in guards:
                 if not (own and ignore_own) and await handler(event):
                     return True

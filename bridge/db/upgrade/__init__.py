@@ -11,7 +11,7 @@ import logging
 
 from mautrix.util.async_db import UpgradeTable
 
-from bridge.db.upgrade import v01_initial, v02_directory, v03_gate, v04_enforcement
+from bridge.db.upgrade import v01_initial, v02_directory, v03_gate, v04_enforcement, v05_mail
 
 # Order matters: position N in this tuple upgrades the schema to version N + 1.
 _STEPS = (
@@ -19,6 +19,7 @@ _STEPS = (
     (v02_directory.upgrade, "Directory: imported Annuaire Santé extract"),
     (v03_gate.upgrade, "Gate: verified accounts and per-room policy"),
     (v04_enforcement.upgrade, "Durable enforcement work; closed admin rooms"),
+    (v05_mail.upgrade, "Mail bridge: links, allow-list, outbox, inbox, receipts"),
 )
 
 

@@ -1,0 +1,1 @@
+"""Mail capability: rooms bridged to a secure health mailbox (MSSanté-style)."""

@@ -1,0 +1,83 @@
+"""The relay's health: certificate and connection problems, reported everywhere at once.
+
+Each channel (``smtp``, ``imap``, ``certificate``) holds its current problem code or
+None. A change is logged, counted in the metrics, posted to the admin room (once per
+change, not per retry) and shown by ``/ready`` and ``!sg mail status``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from bridge.core.ports import AlertPort
+from bridge.mail.text import problem_code
+
+log = logging.getLogger("santeguard.mail.health")
+
+CHANNELS = ("smtp", "imap", "certificate")
+
+
+class MailMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.problem = Gauge(
+            "santeguard_mail_problem",
+            "1 while a mail channel (smtp, imap, certificate) has this problem.",
+            ["channel", "problem"],
+            registry=registry,
+        )
+        self.outbound = Counter(
+            "santeguard_mail_outbound_total",
+            "Delivery attempts of outbound mail, by outcome (sent, temporary, permanent).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.inbound = Counter(
+            "santeguard_mail_inbound_total",
+            "Inbound mail handled, by outcome (posted, quarantined, refused, receipt, duplicate).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.client_cert_expiry = Gauge(
+            "santeguard_mail_client_cert_expiry_timestamp_seconds",
+            "When the mailbox's client certificate expires.",
+            registry=registry,
+        )
+
+
+class MailHealth:
+    def __init__(self, metrics: MailMetrics, alerts: AlertPort) -> None:
+        self._metrics = metrics
+        self._alerts = alerts
+        self._problems: dict[str, str | None] = dict.fromkeys(CHANNELS)
+        self._since: dict[str, float] = {}
+
+    def problem(self, channel: str) -> str | None:
+        return self._problems.get(channel)
+
+    def problems(self) -> dict[str, str]:
+        return {c: p for c, p in self._problems.items() if p is not None}
+
+    async def report(self, channel: str, problem: str | None) -> None:
+        """Record a channel's state; tell the admins when it changes."""
+        before = self._problems.get(channel)
+        if before == problem:
+            return
+        self._problems[channel] = problem
+        if before is not None:
+            self._metrics.problem.labels(channel=channel, problem=before).set(0)
+        if problem is None:
+            log.info("Mail %s is healthy again (was %s)", channel, before)
+            self._since.pop(channel, None)
+            await self._alerts.alert("alert.mail_recovered", channel=channel)
+            return
+        self._since[channel] = time.time()
+        self._metrics.problem.labels(channel=channel, problem=problem).set(1)
+        log.warning("Mail %s problem: %s", channel, problem)
+        await self._alerts.alert(f"alert.mail_problem.{problem_code(problem)}", channel=channel)
+
+    async def ready(self) -> bool:
+        """For ``/ready``: False while any channel has a problem."""
+        return not self.problems()

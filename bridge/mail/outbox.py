@@ -1,0 +1,274 @@
+"""The durable outbox: mail is queued in the database, then delivered until the relay says yes.
+
+A mail is queued with the Matrix event it comes from as its key and a Message-ID derived
+from that event, so a replayed event cannot queue it twice and a retry after a crash
+sends the same message (the recipient's software drops the repeat by its Message-ID).
+Workers claim due rows with a lease (and ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
+two replicas never claim the same row); a row leaves ``pending`` only for ``sent`` or
+``failed``. 4xx replies and connection or TLS problems are retried with exponential
+backoff until ``give_up`` (RFC 5321 §4.5.4.1: days, not minutes); 5xx fails at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from mautrix.util.async_db import Connection, Database, Scheme
+
+from bridge.db.txn import write_transaction
+from bridge.mail.policy import RetrySchedule
+from bridge.mail.smtp import SendResult
+from bridge.mail.store import now_ms
+
+log = logging.getLogger("santeguard.mail.outbox")
+
+_COLUMNS = (
+    "event_id, room_id, message_id, sender, recipient, kind, raw, attempts, first_try_at, notified"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMail:
+    event_id: str
+    room_id: str
+    message_id: str
+    sender: str
+    recipient: str
+    raw: bytes
+    kind: str = "message"  # message | mdn | xdm
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    event_id: str
+    room_id: str
+    message_id: str
+    sender: str
+    recipient: str
+    kind: str
+    raw: bytes
+    attempts: int
+    first_try_at: int | None
+    notified: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    event_id: str
+    message_id: str
+    recipient: str
+    status: str
+    attempts: int
+    last_code: int | None
+    last_reply: str | None
+    problem: str | None
+    due_at: int
+
+
+class MailSender(Protocol):
+    async def send(self, raw: bytes, recipients: Sequence[str]) -> SendResult: ...
+
+
+class OutboxEvents(Protocol):
+    """What happens around a delivery: room notices, alerts, audit (the service)."""
+
+    async def delivered(self, mail: Claimed, result: SendResult) -> None: ...
+    async def retrying(self, mail: Claimed, result: SendResult, delay_s: float) -> None: ...
+    async def failed(self, mail: Claimed, result: SendResult, *, gave_up: bool) -> None: ...
+
+
+class OutboxStore:
+    def __init__(self, db: Database, *, lease_ms: int = 120_000) -> None:
+        self.db = db
+        self._lease = lease_ms
+
+    @staticmethod
+    async def enqueue(conn: Connection, mail: QueuedMail) -> bool:
+        """Queue ``mail`` inside the caller's transaction; False if it was queued already."""
+        now = now_ms()
+        row = await conn.fetchval(
+            "INSERT INTO mail_outbox (event_id, room_id, message_id, sender, recipient, kind, "
+            "raw, created_at, due_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) "
+            "ON CONFLICT DO NOTHING RETURNING event_id",
+            mail.event_id,
+            mail.room_id,
+            mail.message_id,
+            mail.sender,
+            mail.recipient,
+            mail.kind,
+            mail.raw,
+            now,
+        )
+        return row is not None
+
+    async def claim(self, limit: int) -> list[Claimed]:
+        now = now_ms()
+        lock = " FOR UPDATE SKIP LOCKED" if self.db.scheme != Scheme.SQLITE else ""
+        async with write_transaction(self.db) as conn:
+            rows = await conn.fetch(
+                "UPDATE mail_outbox SET claimed_until = $1, first_try_at = "
+                "COALESCE(first_try_at, $2) WHERE event_id IN (SELECT event_id FROM mail_outbox "
+                "WHERE status = 'pending' AND due_at <= $2 AND (claimed_until IS NULL OR "
+                f"claimed_until < $2) ORDER BY due_at, created_at LIMIT $3{lock}) "
+                f"RETURNING {_COLUMNS}",
+                now + self._lease,
+                now,
+                limit,
+            )
+        out = [
+            Claimed(
+                str(r["event_id"]),
+                str(r["room_id"]),
+                str(r["message_id"]),
+                str(r["sender"]),
+                str(r["recipient"]),
+                str(r["kind"]),
+                bytes(r["raw"]),
+                int(r["attempts"]),
+                None if r["first_try_at"] is None else int(r["first_try_at"]),
+                str(r["notified"]),
+            )
+            for r in rows
+        ]
+        out.sort(key=lambda c: c.event_id)  # RETURNING order is unspecified
+        return out
+
+    async def finish(self, mail: Claimed, status: str, result: SendResult) -> None:
+        await self.db.execute(
+            "UPDATE mail_outbox SET status = $2, attempts = attempts + 1, last_code = $3, "
+            "last_reply = $4, problem = $5, done_at = $6, claimed_until = NULL "
+            "WHERE event_id = $1",
+            mail.event_id,
+            status,
+            result.code,
+            result.reply[:500],
+            result.problem,
+            now_ms(),
+        )
+
+    async def retry(self, mail: Claimed, result: SendResult, delay_s: float) -> None:
+        await self.db.execute(
+            "UPDATE mail_outbox SET attempts = attempts + 1, last_code = $2, last_reply = $3, "
+            "problem = $4, due_at = $5, claimed_until = NULL WHERE event_id = $1",
+            mail.event_id,
+            result.code,
+            result.reply[:500],
+            result.problem,
+            now_ms() + int(delay_s * 1000),
+        )
+
+    async def set_notified(self, event_id: str, state: str) -> None:
+        await self.db.execute(
+            "UPDATE mail_outbox SET notified = $2 WHERE event_id = $1", event_id, state
+        )
+
+    async def next_due_in(self) -> float | None:
+        due = await self.db.fetchval(
+            "SELECT MIN(CASE WHEN claimed_until IS NULL OR claimed_until < due_at THEN due_at "
+            "ELSE claimed_until END) FROM mail_outbox WHERE status = 'pending'"
+        )
+        return None if due is None else max(0.0, (int(due) - now_ms()) / 1000)
+
+    async def entries(self, room_id: str | None, *, limit: int = 20) -> list[QueueEntry]:
+        """Pending and failed mail (a room's, or all), newest first."""
+        where = "status <> 'sent'" + (" AND room_id = $2" if room_id else "")
+        args: list[object] = [limit] + ([room_id] if room_id else [])
+        rows = await self.db.fetch(
+            "SELECT event_id, message_id, recipient, status, attempts, last_code, last_reply, "
+            f"problem, due_at FROM mail_outbox WHERE {where} ORDER BY created_at DESC LIMIT $1",
+            *args,
+        )
+        return [
+            QueueEntry(
+                str(r["event_id"]),
+                str(r["message_id"]),
+                str(r["recipient"]),
+                str(r["status"]),
+                int(r["attempts"]),
+                None if r["last_code"] is None else int(r["last_code"]),
+                None if r["last_reply"] is None else str(r["last_reply"]),
+                None if r["problem"] is None else str(r["problem"]),
+                int(r["due_at"]),
+            )
+            for r in rows
+        ]
+
+    async def counts(self, room_id: str | None = None) -> dict[str, int]:
+        where, args = ("WHERE room_id = $1", [room_id]) if room_id else ("", [])
+        rows = await self.db.fetch(
+            f"SELECT status, COUNT(*) AS n FROM mail_outbox {where} GROUP BY status", *args
+        )
+        return {str(r["status"]): int(r["n"]) for r in rows}
+
+
+class OutboxWorker:
+    """Delivers due mail; run by the scheduler and woken when mail is queued."""
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        sender: MailSender,
+        events: OutboxEvents,
+        schedule: RetrySchedule,
+        *,
+        batch: int = 50,
+        on_result: Callable[[SendResult], Awaitable[None]] | None = None,
+    ) -> None:
+        self._store = store
+        self._sender = sender
+        self._events = events
+        self._schedule = schedule
+        self._batch = batch
+        self._on_result = on_result
+
+    async def run_due(self) -> float | None:
+        """Deliver everything due now; return seconds until the next retry is due."""
+        while claimed := await self._store.claim(self._batch):
+            for mail in claimed:
+                await self._deliver(mail)
+        return await self._store.next_due_in()
+
+    async def _deliver(self, mail: Claimed) -> None:
+        result = await self._sender.send(mail.raw, [mail.recipient])
+        if self._on_result is not None:
+            await self._on_result(result)
+        if result.outcome == "sent":
+            await self._store.finish(mail, "sent", result)
+            log.info("Mail %s accepted by the relay (%s)", mail.message_id, result.code)
+            await self._safely(self._events.delivered(mail, result))
+            return
+        now_s = now_ms() / 1000
+        first = (mail.first_try_at or now_ms()) / 1000
+        gave_up = result.outcome == "temporary" and self._schedule.given_up(first, now_s)
+        if result.outcome == "permanent" or gave_up:
+            await self._store.finish(mail, "failed", result)
+            log.warning(
+                "Mail %s failed (%s %s%s)",
+                mail.message_id,
+                result.code,
+                result.problem or "",
+                ", gave up" if gave_up else "",
+            )
+            await self._safely(self._events.failed(mail, result, gave_up=gave_up))
+            return
+        delay = self._schedule.delay(mail.attempts + 1)
+        await self._store.retry(mail, result, delay)
+        log.info(
+            "Mail %s not accepted yet (%s %s); retry in %.0f s",
+            mail.message_id,
+            result.code,
+            result.problem or "",
+            delay,
+        )
+        await self._safely(self._events.retrying(mail, result, delay))
+
+    @staticmethod
+    async def _safely(aw: Awaitable[None]) -> None:
+        """A notice that cannot be posted must not make the mail be sent again."""
+        try:
+            await aw
+        except Exception as e:
+            log.warning("Could not report a mail's state: %s", type(e).__name__)

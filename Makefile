@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all demo test lint typecheck pytest bench bench-directory postgres clean help
+.PHONY: all demo test lint typecheck pytest bench bench-directory postgres dovecot clean help
 
 all: test
 
@@ -44,8 +44,16 @@ $(NODE_STAMP): tests/e2ee_node/package-lock.json
 	npm ci --prefix tests/e2ee_node --no-audit --no-fund
 	touch $(NODE_STAMP)
 
-pytest: $(STAMP) $(NODE_STAMP) postgres
-	$(BIN)/pytest -q
+# Dovecot (Debian's) is the IMAP server of the mail bridge's tests; installed when missing.
+dovecot:
+	@test -x /usr/sbin/dovecot || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends dovecot-core dovecot-imapd dovecot-lmtpd; }
+
+pytest: $(STAMP) $(NODE_STAMP) postgres dovecot
+	SANTEGUARD_REQUIRE_DOVECOT=1 $(BIN)/pytest -q
 
 test: lint typecheck pytest
 

@@ -26,7 +26,15 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-CAPABILITIES: tuple[str, ...] = ("spine", "gate", "identity", "e2ee", "audit", "commands")
+CAPABILITIES: tuple[str, ...] = (
+    "spine",
+    "gate",
+    "identity",
+    "e2ee",
+    "audit",
+    "commands",
+    "mail",
+)
 SHARED: tuple[str, ...] = ("db", "matrix", "ops")  # plus core, which has its own rule
 TOP_LEVEL: tuple[str, ...] = (
     "app",  # bridge/app.py or bridge/app/
@@ -51,6 +59,13 @@ PURE_MODULES: tuple[str, ...] = (
     "bridge/core/antispam.py",
     "bridge/core/professions.py",
     "bridge/spine/routes.py",
+    "bridge/spine/ephemeral.py",
+    "bridge/mail/mime.py",
+    "bridge/mail/mdn.py",
+    "bridge/mail/xdm.py",
+    "bridge/mail/allowlist.py",
+    "bridge/mail/sanitize.py",
+    "bridge/mail/ghosts.py",
 )
 IO_LIBRARIES: tuple[str, ...] = (
     "aiohttp",
@@ -418,7 +433,7 @@ FLAGGED: dict[str, tuple[str, str, int, str]] = {
     ),
     "6-any-policy-py": ("bridge/audit/policy.py", "import asyncpg.pool\n", 6, "asyncpg.pool"),
     "6-from-socket": ("bridge/gate/policy.py", "from socket import socket\n", 6, "socket"),
-    "0-unlisted-package": ("bridge/mail/x.py", "import re\n", 0, "bridge.mail.x"),
+    "0-unlisted-package": ("bridge/fax/x.py", "import re\n", 0, "bridge.fax.x"),
     "0-unlisted-target": (
         "bridge/gate/x.py",
         "from bridge.retention import r\n",
@@ -448,13 +463,13 @@ def test_checker_reports_every_violation_with_line() -> None:
 def test_adding_a_capability_is_one_edit() -> None:
     files = {
         **CLEAN,
-        "bridge/mail/send.py": "from bridge.gate import store\nfrom bridge.db import txn\n",
+        "bridge/fax/send.py": "from bridge.gate import store\nfrom bridge.db import txn\n",
     }
     without = check(files)
-    assert {v.rule for v in without if v.path == "bridge/mail/send.py"} == {0}
-    with_mail = check(files, capabilities=(*CAPABILITIES, "mail"))
-    assert [(v.path, v.module, v.rule) for v in with_mail] == [
-        ("bridge/mail/send.py", "bridge.gate.store", 4)
+    assert {v.rule for v in without if v.path == "bridge/fax/send.py"} == {0}
+    with_fax = check(files, capabilities=(*CAPABILITIES, "fax"))
+    assert [(v.path, v.module, v.rule) for v in with_fax] == [
+        ("bridge/fax/send.py", "bridge.gate.store", 4)
     ]
 
 

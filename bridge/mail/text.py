@@ -23,6 +23,8 @@ PROBLEMS: Mapping[str, tuple[str, str]] = {
     "login_refused": ("la connexion à la boîte a été refusée (identifiant ou certificat)", "the mailbox refused the login (user name or certificate)"),
     "tls_error": ("la négociation TLS a échoué", "the TLS handshake failed"),
     "timeout": ("le serveur ne répond pas à temps", "the server did not answer in time"),
+    "ca_unreadable": ("le fichier d'autorités (ca_file) est illisible", "the CA bundle (ca_file) cannot be read"),
+    "session_refused": ("le serveur refuse la session (accueil ou EHLO)", "the server refuses the session (greeting or EHLO)"),
     "other": ("erreur inattendue", "unexpected error"),
 }
 

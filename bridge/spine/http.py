@@ -22,6 +22,7 @@ from aiohttp import web
 
 from bridge.core.antispam import DECIDED_CALLBACKS, NOT_DECIDED, GatePort, payload_problem
 from bridge.ops.metrics import Metrics
+from bridge.spine.ephemeral import receipt_events
 from bridge.spine.validate import TransactionError, validate_transaction, validate_txn_id
 
 log = logging.getLogger("santeguard.http")
@@ -185,6 +186,8 @@ class AppserviceServer:
             validate_txn_id(txn_id)
             body, data = await self._read_json(request)
             events = validate_transaction(data)
+            if "ephemeral" in data or "de.sorunome.msc2409.ephemeral" in data:
+                events = [*events, *receipt_events(data)]  # as events_of reads them back
         except TransactionError as e:
             return self._reject(400, e.errcode, e.message, e.reason)
         except BadBody as e:

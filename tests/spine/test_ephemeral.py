@@ -37,15 +37,33 @@ CASES = [
     ("not a list", {"ephemeral": {"type": "m.receipt"}}, 0),
     ("item not an object", {"ephemeral": ["x", 3, None]}, 0),
     ("no room", {"ephemeral": [{"type": "m.receipt", "content": {"$e": {}}}]}, 0),
-    ("content not object", {"ephemeral": [{"type": "m.receipt", "room_id": "!r", "content": []}]}, 0),
     (
-        "private receipts are not shared",
-        {"ephemeral": [{"type": "m.receipt", "room_id": "!r",
-                        "content": {"$e": {"m.read.private": {"@u:x": {"ts": 1}}}}}]},
+        "content not object",
+        {"ephemeral": [{"type": "m.receipt", "room_id": "!r", "content": []}]},
         0,
     ),
-    ("readers not object", {"ephemeral": [{"type": "m.receipt", "room_id": "!r",
-                                            "content": {"$e": {"m.read": ["@u:x"]}}}]}, 0),
+    (
+        "private receipts are not shared",
+        {
+            "ephemeral": [
+                {
+                    "type": "m.receipt",
+                    "room_id": "!r",
+                    "content": {"$e": {"m.read.private": {"@u:x": {"ts": 1}}}},
+                }
+            ]
+        },
+        0,
+    ),
+    (
+        "readers not object",
+        {
+            "ephemeral": [
+                {"type": "m.receipt", "room_id": "!r", "content": {"$e": {"m.read": ["@u:x"]}}}
+            ]
+        },
+        0,
+    ),
     ("bad ts kept as None", {"ephemeral": [_receipt("!r", "$e", "@u:x", ts="soon")]}, 1),
 ]
 
@@ -70,16 +88,26 @@ def test_pseudo_event_is_stable_and_distinct() -> None:
 
 def test_receipts_are_bounded() -> None:
     readers = {f"@u{i}:x": {"ts": i} for i in range(MAX_RECEIPTS + 50)}
-    data = {"ephemeral": [{"type": "m.receipt", "room_id": "!r",
-                           "content": {"$e": {"m.read": readers}}}]}
+    data = {
+        "ephemeral": [
+            {"type": "m.receipt", "room_id": "!r", "content": {"$e": {"m.read": readers}}}
+        ]
+    }
     assert len(receipt_events(data)) == MAX_RECEIPTS
 
 
 def test_stored_body_yields_room_events_then_receipts() -> None:
     body = json.dumps(
         {
-            "events": [{"type": "m.room.message", "event_id": "$m", "room_id": "!r",
-                        "sender": "@a:x", "content": {}}],
+            "events": [
+                {
+                    "type": "m.room.message",
+                    "event_id": "$m",
+                    "room_id": "!r",
+                    "sender": "@a:x",
+                    "content": {},
+                }
+            ],
             "ephemeral": [_receipt("!r", "$m", "@b:x")],
         }
     ).encode()

@@ -203,11 +203,25 @@ class BotDevice:
 
         Raises ``TransientError`` while the room key may still come (the dispatcher retries
         the event); after ``give_up_seconds`` records the sender's device, sends the room a
-        notice through ``on_undecryptable`` and returns None.
+        notice through ``on_undecryptable`` and returns None. None also, at once, for an
+        event this device encrypted itself (sent by a ghost with ``encrypt``).
         """
         client = await self._wait_ready()
         self.note_encryption(str(event["room_id"]))
+        if self._encrypted_here(event):
+            # Sent with a session of this very device, by another SantéGuard user (a mail
+            # ghost, see ``encrypt``): nothing to read, and no "could not decrypt" notice.
+            return None
         return await self._decryptor.decrypt(client, event)
+
+    def _encrypted_here(self, event: dict[str, Any]) -> bool:
+        content = event.get("content") or {}
+        curve25519 = self.identity_keys.get("curve25519")
+        return (
+            curve25519 is not None
+            and content.get("sender_key") == curve25519
+            and content.get("device_id") == self.device_id
+        )
 
     def undecryptable(self, room_id: str) -> tuple[UndecryptableDevice, ...]:
         return self._undecryptable.for_room(room_id)
@@ -236,6 +250,18 @@ class BotDevice:
         """Encrypt and send; the room key goes only to devices of allowed members."""
         client = await self._wait_ready()
         return await self._sender.send(client, self._token, room_id, event_type, content)
+
+    async def encrypt(
+        self, room_id: str, event_type: str, content: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The ``m.room.encrypted`` content for another appservice user to send.
+
+        Same room key and sharing rules as ``send_encrypted`` (the key goes only to devices
+        of allowed members, first). A mail ghost sends the result as ``m.room.encrypted``;
+        readers see the bot's device as the session's origin, not a device of the ghost.
+        """
+        client = await self._wait_ready()
+        return await self._sender.encrypt(client, self._token, room_id, event_type, content)
 
     async def whoami_device(self) -> str:
         """The device ID the homeserver associates with our token (tests, diagnostics)."""

@@ -17,12 +17,14 @@ from nio import AsyncClient, JoinedMembersError, KeysClaimError
 
 from bridge.core.errors import TransientError
 from bridge.e2ee.device.sync import DeviceSync
+from bridge.e2ee.errors import CryptoError
 from bridge.e2ee.http import HomeserverApi, q
 
 DeviceAllowed = Callable[[str, str], Awaitable[bool]]
 """(user_id, room_id) -> may this member's devices get this room's keys?"""
 
 _ROOM_WAIT_SECONDS = 10.0
+ENCRYPTED = "m.room.encrypted"
 
 
 class EncryptedSender:
@@ -46,20 +48,61 @@ class EncryptedSender:
         content: dict[str, Any],
     ) -> str:
         """Encrypt and send with the device's ``token``; return the event ID."""
-        lock = self._room_locks.setdefault(room_id, asyncio.Lock())
-        async with lock:
-            room = await self._synced_room(client, room_id)
-            allowed = await self._apply_policy(client, room)
-            if client.olm.should_share_group_session(room_id):
-                await self._share_room_key(client, token, room_id, allowed)
-            enc_type, encrypted = client.encrypt(room_id, event_type, content)
+        async with self._lock(room_id):
+            encrypted = await self._encrypt(client, token, room_id, event_type, content)
+            # Sent under the room's lock: events leave in the order of their Megolm index.
             _, body = await self._api.request(
                 "PUT",
-                f"/rooms/{q(room_id)}/send/{q(enc_type)}/{uuid.uuid4().hex}",
+                f"/rooms/{q(room_id)}/send/{ENCRYPTED}/{uuid.uuid4().hex}",
                 token=token,
                 json=encrypted,
             )
         return str(body["event_id"])
+
+    async def encrypt(
+        self,
+        client: AsyncClient,
+        token: str,
+        room_id: str,
+        event_type: str,
+        content: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The ``m.room.encrypted`` content for ``content``, for another user to send.
+
+        The room key is shared first, exactly as for ``send``; whoever sends the result
+        must be in the room (another appservice user: a mail ghost).
+        """
+        async with self._lock(room_id):
+            return await self._encrypt(client, token, room_id, event_type, content)
+
+    def _lock(self, room_id: str) -> asyncio.Lock:
+        return self._room_locks.setdefault(room_id, asyncio.Lock())
+
+    async def _encrypt(
+        self,
+        client: AsyncClient,
+        token: str,
+        room_id: str,
+        event_type: str,
+        content: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Share the room key with the allowed devices if needed, then Megolm-encrypt.
+
+        The caller holds the room's lock. ``m.relates_to`` is copied to the clear
+        content too (spec: the homeserver needs it to aggregate replies and threads).
+        """
+        room = await self._synced_room(client, room_id)
+        allowed = await self._apply_policy(client, room)
+        if client.olm.should_share_group_session(room_id):
+            await self._share_room_key(client, token, room_id, allowed)
+        enc_type, encrypted = client.encrypt(room_id, event_type, content)
+        if enc_type != ENCRYPTED:
+            raise CryptoError(f"the device produced {enc_type!r}, not {ENCRYPTED!r}")
+        out: dict[str, Any] = dict(encrypted)
+        relates_to = content.get("m.relates_to")
+        if isinstance(relates_to, dict):
+            out["m.relates_to"] = relates_to
+        return out
 
     async def _synced_room(self, client: AsyncClient, room_id: str) -> Any:
         """nio's view of the room, once it knows the room is encrypted and its members."""

@@ -13,6 +13,7 @@ all: test
 help:
 	@echo "make demo             - start a throwaway Synapse + SantéGuard (SQLite) and show what it enforces;"
 	@echo "                        its working directory is deleted when it stops (kept if it fails)"
+	@echo "                        with a local MSSanté-like relay and Dovecot for the mail bridge (installs Dovecot)"
 	@echo "                        (make demo DEMO_LANG=en for English, DEMO_ARGS=--keep to keep the directory)"
 	@echo "make test             - install, start PostgreSQL if needed, run ruff, mypy and the whole suite"
 	@echo "make bench            - transaction ingest benchmark (SQLite and PostgreSQL vs a bare handler)"
@@ -61,7 +62,7 @@ test: lint typecheck pytest
 DEMO_LANG ?= fr
 DEMO_ARGS ?=
 
-demo: $(STAMP)
+demo: $(STAMP) dovecot
 	$(BIN)/python -m bridge.devtools.demo --lang $(DEMO_LANG) $(DEMO_ARGS)
 
 bench: $(STAMP) postgres

@@ -63,6 +63,7 @@ PURE_MODULES: tuple[str, ...] = (
     "bridge/mail/mime.py",
     "bridge/mail/mdn.py",
     "bridge/mail/xdm.py",
+    "bridge/mail/xdm_build.py",
     "bridge/mail/allowlist.py",
     "bridge/mail/sanitize.py",
     "bridge/mail/ghosts.py",

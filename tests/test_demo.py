@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from bridge.devtools.dovecot import DOVECOT_BIN
+
 pytestmark = pytest.mark.synapse
+
+# The mail part needs Dovecot (`make demo` and `make test` install it); without it the demo
+# says it skips that part, and this test checks that instead unless Dovecot is required.
+MAIL = DOVECOT_BIN.exists() or os.environ.get("SANTEGUARD_REQUIRE_DOVECOT") == "1"
+CORRESPONDENT = "dr.durand@chu-exemple.mssante.test"
 
 
 def _run_demo(workdir: Path, lang: str, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -75,13 +82,49 @@ def test_demo_runs_once_and_cleans_up(tmp_path: Path, lang: str) -> None:
             for french in ("délai", "vérifié", "clé de contrôle", "résultat", "joignable"):
                 assert french not in reply, reply
         assert f"Working directory kept (--keep): {workdir}" in out
-    # No synapse left running from this workdir.
+    _check_mail_part(out, lang)
+    # No synapse (nor relay, nor Dovecot) left running from this workdir.
     _no_process_left(workdir)
     log = (workdir / "santeguard.log").read_text()
     registration = (workdir / "registration.yaml").read_text()
     for line in registration.splitlines():
         if line.startswith(("as_token:", "hs_token:")):
             assert line.split(":", 1)[1].strip() not in log
+
+
+def _check_mail_part(out: str, lang: str) -> None:
+    """A room linked to the local mailbox: a mail out, an XDM reply back in, encrypted."""
+    if not MAIL:
+        assert ("Dovecot n'est pas installé" if lang == "fr" else "Dovecot is not installed") in out
+        return
+    bot = "bot : " if lang == "fr" else "bot: "
+    assert (
+        f"tape : !sg mail link {CORRESPONDENT}" in out
+        or f"types: !sg mail link {CORRESPONDENT}" in out
+    )
+    linked = "Salon lié à" if lang == "fr" else "Room linked to"
+    assert f"{bot}{linked} {CORRESPONDENT}" in out
+    # The relay saw mutual TLS (our client certificate) and a From with name and RPPS.
+    relay = [line for line in out.splitlines() if "MAIL FROM cpts@cpts.mssante.test" in line]
+    assert len(relay) == 1 and "CN=SantéGuard ORG AUTH_CLI" in relay[0], relay
+    assert f"RCPT TO {CORRESPONDENT}" in relay[0]
+    sep = " : " if lang == "fr" else ": "
+    assert f'From{sep}"Julien EXEMPLE (RPPS 10999990012)" <cpts@cpts.mssante.test>' in out
+    assert f"Message-ID{sep}<sg." in out and f"Reply-To{sep}cpts+" in out
+    sent = "✓ Envoyé à" if lang == "fr" else "✓ Sent to"
+    assert f"{bot}{sent} {CORRESPONDENT}" in out
+    # The reply comes back into the room from the correspondent's ghost, decrypted.
+    ghost = "@santeguard_mail_dr.durand=40chu-exemple.mssante.test:santeguard.test"
+    arrived = [line for line in out.splitlines() if ghost in line]
+    assert len(arrived) == 1 and (
+        "ECG relu : normal" in arrived[0] or "ECG read: normal" in arrived[0]
+    )
+    assert out.count("m.room.encrypted (m.megolm.v1.aes-sha2)") == 2  # the bot's, the ghost's
+    listing = "Documents IHE XDM reçus (2)" if lang == "fr" else "IHE XDM documents received (2)"
+    assert listing in out
+    same = "identique au document envoyé" if lang == "fr" else "identical to the document sent"
+    for name in ("CR-consultation-cardio.xml", "ECG-repos.pdf"):
+        assert any(name in line and line.endswith(same) for line in out.splitlines()), name
 
 
 @pytest.mark.parametrize("lang", ["fr", "en"])

@@ -59,10 +59,10 @@ def _source_files(*folders: str) -> list[Path]:
 
 
 def test_every_key_used_in_the_code_exists() -> None:
-    demo = ROOT / "bridge/devtools/demo.py"
+    demo = {ROOT / "bridge/devtools/demo.py", ROOT / "bridge/devtools/demo_mail.py"}
     missing = []
     for path in _source_files("bridge", "bot"):
-        catalog = DEMO_CATALOG if path == demo else APP_CATALOGS
+        catalog = DEMO_CATALOG if path in demo else APP_CATALOGS
         for line, key in _key_literals(path):
             if key not in catalog["fr"]:
                 missing.append(f"{path.relative_to(ROOT)}:{line}: {key}")
@@ -95,3 +95,4 @@ def test_the_scan_sees_keys() -> None:
     keys = {k for p in _source_files("bridge") for _, k in _key_literals(p)}
     assert {"identity.verified", "alert.remove_failed", "gate.room_usage"} <= keys
     assert "audit_ok" in {k for _, k in _key_literals(ROOT / "bridge/devtools/demo.py")}
+    assert "mail_same" in {k for _, k in _key_literals(ROOT / "bridge/devtools/demo_mail.py")}

@@ -89,7 +89,7 @@ def build_mail(
 ) -> MailParts:
     m = config.mail
     store = MailStore(db, patterns=tuple(m.allowlist_patterns))
-    outbox = OutboxStore(db)
+    outbox = OutboxStore(db, lease_ms=int(m.claim_seconds * 1000))
     if not m.enabled or m.address is None:
         commands = MailCommands(
             store=store,
@@ -198,6 +198,9 @@ def build_mail(
         own_domain=mailbox.domain,
         own_address=m.address,
         actor=matrix.bot_mxid,
+        text=text,
+        rooms=rooms_language,
+        language=config.bot.language,
         limits=MimeLimits(max_bytes=m.max_mail_bytes),
         on_outcome=lambda status: mail_metrics.inbound.labels(outcome=status).inc(),
     )

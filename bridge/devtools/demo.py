@@ -1,8 +1,9 @@
 """`make demo`: a throwaway Synapse and SantéGuard on loopback, narrated.
 
 What it shows is what works today: the gate for verified practitioners (RPPS/ADELI checked
-against the Annuaire Santé), forced end-to-end encryption, the `!sg` commands and the
-hash-chained audit log.
+against the Annuaire Santé), forced end-to-end encryption, the `!sg` commands, the
+hash-chained audit log and the secure-mail bridge (``demo_mail``: a room linked to a local
+MSSanté-like mailbox, a mail out and an IHE XDM reply back in).
 
 Everything lives in one working directory (``demo-data/`` by default: tokens, keys,
 SQLite databases, the homeserver's files and the logs), created afresh on each run and
@@ -25,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from bot.i18n import Translator
+from bridge.devtools import demo_mail
 from bridge.devtools.client import MatrixError, SimpleClient
 from bridge.devtools.demo_text import CATALOG
+from bridge.devtools.maillab import MailLab
 from bridge.devtools.nio_peer import NioPeer, notice_from
 from bridge.devtools.stack import DevStack
 from bridge.identity.sources.extract import import_extract
@@ -96,7 +99,9 @@ async def _attempt(say: Narrator, action: Any) -> None:
     say.say("allowed")
 
 
-async def scenario(stack: DevStack, say: Narrator, workdir: Path) -> None:
+async def scenario(
+    stack: DevStack, say: Narrator, workdir: Path, lab: MailLab | None = None
+) -> None:
     sg = stack.santeguard
     assert sg is not None and sg.gatekeeper is not None and sg.reverifier is not None
     report = await import_extract(sg.db, SAMPLE)
@@ -171,6 +176,8 @@ async def scenario(stack: DevStack, say: Narrator, workdir: Path) -> None:
             say.say("e2ee_reply", reply=reply.body.replace("\n", " | "))
             wire = await doc.request("GET", f"/rooms/{room}/event/{reply.event_id}")
             say.say("e2ee_wire", type=wire["type"], algorithm=wire["content"].get("algorithm"))
+            if lab is not None:
+                await demo_mail.scenario(stack, say, lab, peer, doc, "Dr Exemple")
         say.say("deactivate", user=ide_u.user_id)
         lines = SAMPLE.read_text(encoding="utf-8").splitlines(keepends=True)
         newer = workdir / "extract-next.txt"
@@ -274,21 +281,37 @@ def _dispose(say: Narrator, workdir: Path, keep: bool, failed: bool) -> bool:
 
 async def _run(say: Narrator, workdir: Path, lang: str, once: bool, keep: bool) -> None:
     log_file = (workdir / "santeguard.log").open("w", encoding="utf-8")
-    stack_secrets: list[str] = []
-    stack = DevStack(
-        workdir,
-        db_uri=f"sqlite:///{(workdir / 'santeguard.db').resolve()}",
-        admins=["@admin:santeguard.test"],
-        # The bot answers in the narration's language (refusals the homeserver shows
-        # stay bilingual, this language first).
-        config_overrides={"bot": {"language": lang}},
-    )
-    stack_secrets += [stack.as_token, stack.hs_token, stack.gate_token]
-    setup_logging("INFO", "text", stack_secrets, stream=log_file)
     fate = say.text.t("workdir_keep" if keep else "workdir_delete", say.lang)
     say.say("workdir", path=workdir, fate=fate)
-    say.say("start", db=workdir / "santeguard.db", hs=stack.synapse.base_url)
-    say.say("logs", path=workdir / "santeguard.log")
+    lab = demo_mail.new_lab(say, workdir)
+    try:
+        # The bot answers in the narration's language (refusals the homeserver shows
+        # stay bilingual, this language first).
+        overrides: dict[str, dict[str, Any]] = {"bot": {"language": lang}}
+        if lab is not None:  # first: SantéGuard's mail section points at its ports
+            overrides["mail"] = await demo_mail.start_lab(say, lab)
+        stack = DevStack(
+            workdir,
+            db_uri=f"sqlite:///{(workdir / 'santeguard.db').resolve()}",
+            admins=["@admin:santeguard.test"],
+            config_overrides=overrides,
+        )
+        stack_secrets = [stack.as_token, stack.hs_token, stack.gate_token]
+        stack_secrets += [lab.password] if lab is not None else []
+        setup_logging("INFO", "text", stack_secrets, stream=log_file)
+        say.say("start", db=workdir / "santeguard.db", hs=stack.synapse.base_url)
+        say.say("logs", path=workdir / "santeguard.log")
+        await _serve(say, stack, workdir, once, lab)
+    finally:
+        if lab is not None:
+            with contextlib.suppress(Exception):
+                await lab.stop()
+        log_file.close()
+
+
+async def _serve(
+    say: Narrator, stack: DevStack, workdir: Path, once: bool, lab: MailLab | None
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -297,15 +320,14 @@ async def _run(say: Narrator, workdir: Path, lang: str, once: bool, keep: bool) 
     try:
         await stack.start()
         say.say("started", s=time.monotonic() - started)
-        await scenario(stack, say, workdir)
+        await scenario(stack, say, workdir, lab)
         if not once:
             say.say("running")
             await stop.wait()
     finally:
-        say.say("stopping")
+        say.say("stopping" if lab is None else "stopping_mail")
         with contextlib.suppress(Exception):
             await stack.stop()
-        log_file.close()
 
 
 def main(argv: list[str] | None = None) -> int:

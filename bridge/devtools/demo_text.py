@@ -49,6 +49,41 @@ CATALOG: Mapping[str, Mapping[str, str]] = {
         "connect": "Pour vous connecter avec un client Matrix (Element, etc.) :\n"
         "  homeserver : {hs}\n  identifiant : {user}   mot de passe : {password}\n"
         "  (identifiants jetables : ils ne servent que tant que la démo tourne)",
+        "mail_skipped": "Dovecot n'est pas installé ({binary} absent) : la partie messagerie "
+        "sécurisée (MSSanté) est sautée. `make demo` l'installe.",
+        "mail_lab": "Service de messagerie MSSanté local : une autorité de certification créée "
+        "à l'instant (à la place de l'IGC-Santé), un relais SMTP (port {smtp}) qui exige "
+        "STARTTLS et un certificat client, et Dovecot qui tient la boîte applicative {mailbox} "
+        "(IMAP sur TLS, port {imap}). La section mail de SantéGuard pointe dessus : autorité "
+        "épinglée, certificat client, TLS 1.2 minimum.",
+        "mail_link": "Messagerie sécurisée : {who} crée un salon chiffré privé « {name} » "
+        "avec le bot et le lie à l'adresse MSSanté de son correspondant hospitalier, "
+        "{address} (le domaine doit être dans la liste blanche de l'espace de confiance).",
+        "mail_room_name": "Avis cardio — CHU Exemple",
+        "mail_message_body": "Bonjour Dr Durand, pouvez-vous relire l'ECG de M. X (patient "
+        "fictif) avant la RCP de jeudi ? Merci.",
+        "mail_send": "{who} écrit dans le salon (message chiffré) : « {text} »",
+        "mail_relay": "   ↳ le relais a reçu le courriel en TLS (STARTTLS exigé), certificat "
+        "client de la boîte applicative : {subject} ; MAIL FROM {sender} → RCPT TO {rcpt}",
+        "mail_header": "      {name} : {value}",
+        "mail_xdm_title": "Compte rendu de consultation de cardiologie",
+        "mail_reply": "Le Dr Durand répond depuis la messagerie de son hôpital, dans le fil, "
+        "avec une pièce IHE_XDM.ZIP ({size} o) : {files}.",
+        "mail_document": "{name} ({mime}, {size} o)",
+        "mail_reply_body": "Bonjour, ECG relu : normal. Compte rendu et tracé joints (paquet "
+        "IHE XDM). Bien cordialement, Dr Claire Durand",
+        "mail_inbox": "   ↳ le relais l'a remise dans la boîte applicative (Dovecot) ; SantéGuard "
+        "l'a lue en IMAP (TLS + certificat client, IDLE), l'a rattachée au salon par "
+        "l'adresse +étiquette de Reply-To, a vérifié le paquet XDM et l'a postée au nom du "
+        "correspondant :",
+        "mail_ghost": "   ↳ dans le salon, de {ghost} (chiffré par l'appareil de la passerelle, "
+        "déchiffré par celui du Dr Exemple) : {text}",
+        "mail_listing": "   ↳ liste des documents, vérifiée : {text}",
+        "mail_file": "   ↳ fichier chiffré {name} ({mime}, {size} o), déchiffré : {same}",
+        "mail_same": "identique au document envoyé",
+        "mail_differs": "DIFFÉRENT du document envoyé",
+        "stopping_mail": "Arrêt : SantéGuard, Synapse, puis le relais et le Dovecot de la "
+        "démo. Aucun processus ne reste derrière.",
         "running": "La démo tourne. Ctrl-C pour tout arrêter.",
         "stopping": "Arrêt : SantéGuard, puis Synapse. Aucun processus ne reste derrière.",
         "deleted": "Répertoire de travail supprimé : {path} (jetons, clés, bases, journaux).",
@@ -102,6 +137,42 @@ CATALOG: Mapping[str, Mapping[str, str]] = {
         "connect": "To connect with a Matrix client (Element, …):\n"
         "  homeserver: {hs}\n  username: {user}   password: {password}\n"
         "  (throwaway credentials: they only work while the demo runs)",
+        "mail_skipped": "Dovecot is not installed ({binary} is missing): the secure mail "
+        "(MSSanté) part is skipped. `make demo` installs it.",
+        "mail_lab": "Local MSSanté-like mail service: a certificate authority made just now "
+        "(standing in for IGC-Santé), an SMTP relay (port {smtp}) demanding STARTTLS and a "
+        "client certificate, and Dovecot holding the application mailbox {mailbox} (IMAP "
+        "over TLS, port {imap}). SantéGuard's mail section points at it: pinned CA, client "
+        "certificate, TLS 1.2 minimum.",
+        "mail_link": "Secure mail: {who} creates a private encrypted room “{name}” with the "
+        "bot and links it to his hospital correspondent's MSSanté address, {address} (its "
+        "domain must be on the trust space's allow-list).",
+        "mail_room_name": "Cardiology opinion — CHU Exemple",
+        "mail_message_body": "Hello Dr Durand, could you read Mr X's ECG (a made-up patient) "
+        "before Thursday's MDT meeting? Thanks.",
+        "mail_send": "{who} writes in the room (an encrypted message): “{text}”",
+        "mail_relay": "   ↳ the relay received the mail over TLS (STARTTLS required), with the "
+        "application mailbox's client certificate: {subject}; MAIL FROM {sender} → "
+        "RCPT TO {rcpt}",
+        "mail_header": "      {name}: {value}",
+        "mail_xdm_title": "Cardiology consultation report",
+        "mail_reply": "Dr Durand answers from her hospital's mail system, in the thread, with "
+        "an IHE_XDM.ZIP attachment ({size} bytes): {files}.",
+        "mail_document": "{name} ({mime}, {size} bytes)",
+        "mail_reply_body": "Hello, ECG read: normal. Report and tracing attached (IHE XDM "
+        "package). Kind regards, Dr Claire Durand",
+        "mail_inbox": "   ↳ the relay delivered it into the application mailbox (Dovecot); "
+        "SantéGuard read it over IMAP (TLS + client certificate, IDLE), matched it to the "
+        "room by the +tag address of Reply-To, checked the XDM package and posted it as the "
+        "correspondent:",
+        "mail_ghost": "   ↳ in the room, from {ghost} (encrypted by the bridge's device, "
+        "decrypted by Dr Exemple's): {text}",
+        "mail_listing": "   ↳ the document list, checked: {text}",
+        "mail_file": "   ↳ encrypted file {name} ({mime}, {size} bytes), decrypted: {same}",
+        "mail_same": "identical to the document sent",
+        "mail_differs": "DIFFERENT from the document sent",
+        "stopping_mail": "Stopping SantéGuard, Synapse, then the demo's relay and Dovecot. "
+        "No process is left behind.",
         "running": "The demo is running. Ctrl-C stops everything.",
         "stopping": "Stopping SantéGuard, then Synapse. No process is left behind.",
         "deleted": "Working directory deleted: {path} (tokens, keys, databases, logs).",

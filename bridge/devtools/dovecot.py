@@ -157,10 +157,6 @@ class Dovecot:
         return self.workdir / "dovecot.conf"
 
     @property
-    def maildir(self) -> Path:
-        return self._runtime() / "home" / self.user / "Maildir"
-
-    @property
     def lmtp_socket(self) -> Path:
         return self._runtime() / "run" / "lmtp"
 
@@ -383,7 +379,7 @@ protocol imap {{
             return (await reader.readline()).startswith(b"* OK")
         finally:
             writer.close()
-            with contextlib.suppress(OSError, ssl.SSLError):
+            with contextlib.suppress(OSError):  # ssl errors included
                 await writer.wait_closed()
 
     async def _terminate(self) -> None:
@@ -414,7 +410,7 @@ async def _group_gone(group: int) -> None:
     Zombies do not count: children outliving the master are reaped by init, sometimes
     seconds later, and they hold no socket any more.
     """
-    while _group_alive(group):
+    while _group_alive(group):  # noqa: ASYNC110 (polling /proc: nothing to await)
         await asyncio.sleep(0.05)
 
 

@@ -264,6 +264,23 @@ class RelayServer:
         self._sessions.clear()
         logging.getLogger(_AIOSMTPD_LOGGER).removeFilter(self._filter)
 
+    async def pause(self) -> None:
+        """Go down as a crashed relay does: connections refused, open sessions hung up.
+
+        The port, the received messages and the counters are kept, so ``resume`` brings
+        the same relay back where clients expect it.
+        """
+        await self.stop()
+
+    async def resume(self) -> None:
+        """Listen again on the port held since the first ``start`` (after ``pause``)."""
+        if self._server is None:
+            await self.start()
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
+
     def drop_connections(self) -> None:
         """Hang up on every open session (as a server's idle timeout would)."""
         for session in self._sessions:

@@ -43,6 +43,12 @@ class MailConfig(BaseModel):
     retry_base_seconds: float = Field(60, gt=0)
     retry_max_seconds: float = Field(3600, gt=0)
     give_up_days: float = Field(5, gt=0, description="RFC 5321 4.5.4.1: at least 4-5 days.")
+    claim_seconds: float = Field(
+        120,
+        ge=1,
+        description="A worker's claim on the mail it sends (s): mail claimed by a process "
+        "that died waits this long. Keep it above the time one batch of sends takes.",
+    )
     idle_seconds: float = Field(300, ge=5, description="IMAP IDLE, renewed this often.")
     poll_seconds: float = Field(60, ge=1, description="Polling when the server has no IDLE.")
     max_mail_bytes: int = Field(25 * 1024 * 1024, ge=64 * 1024)

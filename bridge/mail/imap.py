@@ -205,9 +205,11 @@ class ImapMailbox:
         transport = client.protocol.transport
         if transport is not None:
             transport.close()
-        task = getattr(client, "_client_task", None)
-        if task is not None and not task.done():
-            task.cancel()
+        # aioimaplib's own tasks (connection, IDLE) may wait forever on a dead connection.
+        tasks = [getattr(client, "_client_task", None), *client.tasks, *client.protocol.tasks]
+        for task in tasks:
+            if task is not None and not task.done():
+                task.cancel()
 
     async def probe(self) -> str | None:
         """Connect, log in and select on a separate connection: a problem code, or None."""

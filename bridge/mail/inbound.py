@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bridge.core.errors import TransientError
-from bridge.core.ports import AlertPort, AuditPort
+from bridge.core.ports import AlertPort, AuditPort, RoomLanguagePort, TextPort
 from bridge.db.txn import write_transaction
 from bridge.mail import policy
 from bridge.mail.ghosts import Ghosts, txn_id
@@ -68,9 +68,15 @@ class MailToRoom:
         own_domain: str,
         own_address: str,
         actor: str,
+        text: TextPort,
+        rooms: RoomLanguagePort,
+        language: str,
         limits: MimeLimits = MimeLimits(),
         on_outcome: Callable[[str], None] | None = None,
     ) -> None:
+        self._text = text
+        self._rooms = rooms
+        self._lang = language
         self._store = store
         self._ghosts = ghosts
         self._media = media
@@ -201,7 +207,8 @@ class MailToRoom:
                 room_id=room_id,
                 details={"message_id": mail.message_id, "reason": e.reason},
             )
-            listing = f"IHE_XDM.ZIP : paquet refusé ({e.reason}) / package refused."
+            lang = await self._rooms.language(room_id) or self._lang
+            listing = self._text.t("mail.xdm_refused", lang, reason=e.reason)
             await self._ghosts.send(
                 ghost,
                 room_id,
@@ -209,8 +216,10 @@ class MailToRoom:
                 txn_id(mail.message_id, part),
             )
             return []
+        lang = await self._rooms.language(room_id) or self._lang
+        header = self._text.t("mail.xdm_listing", lang, count=len(package.documents))
         await self._ghosts.send(
-            ghost, room_id, _xdm_listing(package), txn_id(mail.message_id, part)
+            ghost, room_id, _xdm_listing(header, package), txn_id(mail.message_id, part)
         )
         await self._audit.record(
             self._actor,
@@ -342,8 +351,8 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _xdm_listing(package: XdmPackage) -> dict[str, Any]:
-    lines = [f"Documents IHE XDM ({len(package.documents)}) — vérifiés (taille, SHA-1) :"]
+def _xdm_listing(header: str, package: XdmPackage) -> dict[str, Any]:
+    lines = [header]
     items = []
     for d in package.documents:
         title = d.title or d.path.rsplit("/", 1)[-1]

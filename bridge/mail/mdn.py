@@ -19,7 +19,12 @@ from email.message import EmailMessage, Message
 from email.utils import format_datetime, getaddresses
 from typing import Literal
 
-from bridge.mail.policy import header_safe, normalize_address, unexpected_headers
+from bridge.mail.policy import (
+    header_safe,
+    normalize_address,
+    normalize_message_id,
+    unexpected_headers,
+)
 
 __all__ = ["MdnReport", "build_mdn", "normalize_message_id", "parse_mdn", "should_send_mdn"]
 
@@ -27,7 +32,6 @@ _SMTP = email.policy.SMTP
 _OUT_HEADERS = frozenset(
     {"from", "to", "subject", "date", "message-id", "in-reply-to", "references", "auto-submitted"}
 )
-_MSGID = re.compile(r"<([^<>\s]+)>")
 _FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)[ \t]*:(.*)$")
 _NOTIFICATION_TYPES = (
     "message/disposition-notification",
@@ -46,24 +50,6 @@ class MdnReport:
     disposition: str  # "displayed", "processed", "deleted", ... lowercased
     final_recipient: str | None
     automatic: bool = True  # automatic-action (or unknown) vs manual-action
-
-
-def normalize_message_id(text: str | None) -> str | None:
-    """``<local@domain>`` from a field value, tolerating case, spaces and folding.
-
-    Only whitespace is removed: the id itself is compared exactly (RFC 5322 ids are
-    case-sensitive), the field name is matched case-insensitively by the caller.
-    """
-    if not text:
-        return None
-    compact = "".join(text.split())
-    found = _MSGID.search(compact)
-    inner = found.group(1) if found else compact.strip("<>")
-    if not inner or "@" not in inner or len(inner) > 250 or not inner.isprintable():
-        return None
-    if any(c in inner for c in "<>"):
-        return None
-    return f"<{inner}>"
 
 
 def _fields(block: str) -> dict[str, str]:
@@ -112,6 +98,13 @@ def _disposition(value: str) -> tuple[str | None, bool]:
 
 def parse_mdn(message: Message) -> MdnReport | None:
     """The receipt in ``message``, or None when it is not a well-formed MDN."""
+    try:
+        return _parse_mdn(message)
+    except (ValueError, TypeError, LookupError, AttributeError, IndexError):
+        return None  # the email package trips on some hostile parameters: not a receipt
+
+
+def _parse_mdn(message: Message) -> MdnReport | None:
     if message.get_content_type() != "multipart/report":
         return None
     report_type = message.get_param("report-type")

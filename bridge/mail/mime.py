@@ -14,16 +14,23 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.errors import HeaderParseError
-from email.header import decode_header
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.parser import BytesFeedParser
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
-from bridge.mail.mdn import MdnReport, normalize_message_id, parse_mdn
-from bridge.mail.policy import header_safe, normalize_address, unexpected_headers
+from bridge.mail.mdn import MdnReport, parse_mdn
+from bridge.mail.policy import (
+    encoded_control,
+    header_safe,
+    normalize_address,
+    normalize_message_id,
+    safe_filename,
+    thread_ids,
+    unexpected_headers,
+    unfold_header,
+)
 from bridge.mail.sanitize import html_to_text
 
 __all__ = ["Attachment", "HostileMail", "InboundMail", "MimeLimits", "OutboundMail",
@@ -41,8 +48,11 @@ _OUT_HEADERS = frozenset(
      "disposition-notification-to"}
 )  # fmt: skip
 _SEND = email.policy.SMTP
-_READ = email.policy.default
-_DUMP = email.policy.default.clone(refold_source="none", linesep="\r\n")
+_READ = email.policy.default  # header decoding only, one header at a time
+# The tree is parsed with compat32: it keeps raw strings and never runs the header
+# registry on Content-* (whose parser raises IndexError/AttributeError on some input).
+_TREE = email.policy.compat32
+_DUMP = email.policy.compat32.clone(linesep="\r\n")
 _MIME_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}")
 _MSGIDS = re.compile(r"<[^<>\s]+>")
 _EW_GAP = re.compile(r"(?<=\?=)[ \t]+(?==\?)")
@@ -131,29 +141,6 @@ def _address(text: str, role: str, name: str = "") -> Address:
     return Address(display_name=name, username=local, domain=domain)
 
 
-def _cap(refs: list[str], limit: int) -> list[str]:
-    """At most ``limit`` ids: the thread root and the most recent ancestors."""
-    return refs if len(refs) <= limit else [refs[0], *refs[len(refs) - limit + 1 :]]
-
-
-def _thread(in_reply_to: str | None, references: tuple[str, ...]) -> tuple[str | None, list[str]]:
-    """In-Reply-To and References (parent last, de-duplicated, root kept when capped)."""
-    parent = normalize_message_id(in_reply_to)
-    refs: list[str] = []
-    for ref in references:
-        normal = normalize_message_id(ref)
-        if normal is not None and normal != parent and normal not in refs:
-            refs.append(normal)
-    if parent is not None:
-        refs.append(parent)
-    return parent, _cap(refs, MAX_REFERENCES)
-
-
-def _safe_filename(name: str) -> str:
-    base = header_safe(name.replace("\\", "/").rsplit("/", 1)[-1], 200).lstrip(". ")
-    return base or "attachment"
-
-
 def _sender_name(name: str, rpps: str | None) -> str:
     clean = header_safe(name, 120)
     if not rpps:
@@ -167,7 +154,7 @@ def build_outbound(mail: OutboundMail) -> bytes:
     message_id = normalize_message_id(mail.message_id)
     if message_id is None:
         raise ValueError("invalid_message_id")
-    parent, refs = _thread(mail.in_reply_to, mail.references)
+    parent, refs = thread_ids(mail.in_reply_to, mail.references, MAX_REFERENCES)
     when = mail.date if mail.date.tzinfo is not None else mail.date.replace(tzinfo=UTC)
     msg = EmailMessage(policy=_SEND)
     msg["From"] = _address(mail.from_addr, "from", _sender_name(mail.from_name, mail.rpps))
@@ -192,7 +179,7 @@ def build_outbound(mail: OutboundMail) -> bytes:
             ctype = "application/octet-stream"  # message/* may not be base64 (RFC 2046)
         maintype, _, subtype = ctype.partition("/")
         msg.add_attachment(
-            item.data, maintype=maintype, subtype=subtype, filename=_safe_filename(item.filename)
+            item.data, maintype=maintype, subtype=subtype, filename=safe_filename(item.filename)
         )
         added = msg.get_payload()
         if isinstance(added, list) and isinstance(added[-1], Message):
@@ -218,33 +205,26 @@ class _Guard:
     """Message factory for the parser: counts parts and depth while the tree is built."""
 
     def __init__(self, limits: MimeLimits) -> None:
-        self.limits = limits
-        self.parts = 0
-        self.parser: object = None
+        self.limits, self.parts, self.parser = limits, 0, object()
 
-    def __call__(self, policy: Any = _READ) -> EmailMessage:
+    def __call__(self, policy: Any = _TREE) -> Message:
         depth = len(getattr(self.parser, "_msgstack", ()))  # new part's depth; root is 0
         self.parts += 1
         if depth > self.limits.max_depth:
             raise HostileMail("too_deep", f"depth>{self.limits.max_depth}")
         if self.parts > self.limits.max_parts:
             raise HostileMail("too_many_parts", f"parts>{self.limits.max_parts}")
-        return EmailMessage(policy=policy)
+        return Message(policy=policy)
 
 
-def _header_block(data: bytes, limit: int) -> bytes:
-    if data.startswith((b"\n", b"\r\n")):
-        return b""
-    window = data[: limit + 4]
-    ends = [i for i in (window.find(b"\n\n"), window.find(b"\n\r\n")) if i >= 0]
-    end = min(ends) + 1 if ends else len(window)
-    if end > limit:
+def _check_header_block(data: bytes, limit: int) -> None:
+    """Size first; then line breaks that parsers disagree on (bare CR, LF among CRLF, NUL),
+    which can smuggle a header past the relay's checks."""
+    window = b"" if data.startswith((b"\n", b"\r\n")) else data[: limit + 4]
+    ends = [i + 1 for i in (window.find(b"\n\n"), window.find(b"\n\r\n")) if i >= 0]
+    block = window[: min(ends, default=len(window))]
+    if len(block) > limit:
         raise HostileMail("oversize", f"headers>{limit}")
-    return data[:end]
-
-
-def _check_raw_headers(block: bytes) -> None:
-    """Line breaks that parsers disagree on can smuggle a header past the relay's checks."""
     if b"\x00" in block:
         raise HostileMail("header_injection", "nul")
     if re.search(rb"\r(?!\n)", block):
@@ -253,27 +233,11 @@ def _check_raw_headers(block: bytes) -> None:
         raise HostileMail("header_injection", "bare_lf")
 
 
-def _encoded_control(value: str) -> bool:
-    """True when an RFC 2047 encoded word decodes to CR, LF or NUL."""
-    try:
-        chunks = decode_header(value)
-    except (HeaderParseError, ValueError, LookupError):
-        return False  # garbled words: the decoded text is cleaned by header_safe anyway
-    return any(isinstance(c, bytes) and any(b in c for b in b"\r\n\x00") for c, _ in chunks)
-
-
-def _unfold(value: str) -> str:
-    text = value.replace("\r", "").replace("\n", "")
-    if any("\udc80" <= c <= "\udcff" for c in text):  # raw 8-bit header, most likely UTF-8
-        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return text
-
-
 def _top_headers(msg: Message) -> dict[str, list[str]]:
     headers: dict[str, list[str]] = {}
     for name, value in msg.raw_items():
-        text = _unfold(str(value))
-        if "\x00" in text or ("=?" in text and _encoded_control(text)):
+        text = unfold_header(str(value))
+        if "\x00" in text or ("=?" in text and encoded_control(text)):
             raise HostileMail("header_injection", "encoded")
         headers.setdefault(name.lower(), []).append(text)
     return headers
@@ -284,7 +248,7 @@ def _decoded(name: str, value: str) -> Any:
     which the stdlib misses: a folded display name would come back with a space inside)."""
     try:
         return _READ.header_factory(name, _EW_GAP.sub("", value))
-    except (ValueError, TypeError, IndexError, LookupError):
+    except Exception:  # the header registry has bugs on hostile input: treat as garbled
         return None
 
 
@@ -321,13 +285,23 @@ def _text(data: bytes, charset: str | None) -> str:
 
 
 def _filename(part: Message) -> str | None:
-    name = part.get_filename()
+    try:
+        name = part.get_filename()
+    except (ValueError, LookupError, TypeError):  # e.g. an RFC 2231 charset holding NUL
+        return "attachment"
     if name is None:
         return None
     if "=?" in name:  # encoded-word filenames (not standard, sent by common clients)
         decoded = _decoded("subject", name)
         name = str(decoded) if decoded is not None else name
-    return _safe_filename(_unfold(name))
+    return safe_filename(unfold_header(name))
+
+
+def _dump(message: Message) -> bytes:
+    try:
+        return message.as_bytes(policy=_DUMP)
+    except (UnicodeError, ValueError, LookupError):  # the generator trips on odd 8-bit text
+        return message.as_string(policy=_DUMP).encode("utf-8", "replace")
 
 
 class _Walk:
@@ -352,30 +326,25 @@ class _Walk:
             raise HostileMail("too_deep", f"depth>{self.limits.max_depth}")
         if self.parts > self.limits.max_parts:
             raise HostileMail("too_many_parts", f"parts>{self.limits.max_parts}")
-        payload = part.get_payload()
-        if isinstance(payload, list):
+        if part.is_multipart():
+            payload = part.get_payload()
             is_message = part.get_content_maintype() == "message"
             for child in payload:
                 if isinstance(child, Message):
                     self.visit(child, depth + 1, inside or is_message)
             if is_message and not inside:  # a forwarded mail or report data: kept whole
-                data = b"".join(c.as_bytes(policy=_DUMP) for c in payload if isinstance(c, Message))
+                data = b"".join(_dump(c) for c in payload if isinstance(c, Message))
                 self._spend(len(data))
                 name = _filename(part) or (
                     "message.eml" if part.get_content_type() == "message/rfc822" else "report.txt"
                 )
                 self._attach(part, name, data)
-            return
-        if inside:
-            return
-        self._leaf(part, payload)
+        elif not inside:
+            self._leaf(part)
 
-    def _leaf(self, part: Message, payload: Any) -> None:
-        encoded = len(payload) if isinstance(payload, str | bytes) else 0
-        cte = str(part.get("content-transfer-encoding", "")).strip().lower()
-        minimum = encoded * 3 // 4 if cte == "base64" else encoded // 3
-        if self.decoded + minimum > self.limits.max_decoded_bytes:  # before decoding
-            raise HostileMail("decoded_too_large", f"decoded>{self.limits.max_decoded_bytes}")
+    def _leaf(self, part: Message) -> None:
+        # Decoding never grows data (base64, quoted-printable, uuencode): the raw size limit
+        # already bounds this step; the sum is checked as parts are decoded.
         raw = part.get_payload(decode=True)
         data = raw if isinstance(raw, bytes) else b""
         self._spend(len(data))
@@ -383,7 +352,10 @@ class _Walk:
         filename = _filename(part)
         body = ctype in ("text/plain", "text/html") or part.get_content_maintype() == "multipart"
         if body and filename is None and part.get_content_disposition() != "attachment":
-            charset = part.get_content_charset()
+            try:
+                charset = part.get_content_charset()
+            except (ValueError, LookupError, TypeError):
+                charset = None
             if ctype == "text/html" and self.html is None:
                 self.html = _text(data, charset)
                 return
@@ -395,7 +367,7 @@ class _Walk:
 
     def _attach(self, part: Message, filename: str, data: bytes) -> None:
         kept = {
-            name.lower(): header_safe(_unfold(str(value)), 900)
+            name.lower(): header_safe(unfold_header(str(value)), 900)
             for name, value in part.raw_items()
             if name.lower().startswith(_NAME_PREFIXES) or name.lower() in _PART_HEADERS
         }
@@ -404,7 +376,7 @@ class _Walk:
 
 def _parse(data: bytes, limits: MimeLimits) -> Message:
     guard = _Guard(limits)
-    parser = BytesFeedParser(_factory=guard, policy=_READ)
+    parser = BytesFeedParser(_factory=guard, policy=_TREE)
     guard.parser, guard.parts = parser, 0  # the constructor called the factory once
     parser.feed(data)
     return parser.close()
@@ -422,12 +394,8 @@ def _inbound(data: bytes, msg: Message, limits: MimeLimits) -> InboundMail:
     if message_id is None:  # a re-fetch of the same bytes maps to the same id
         message_id = f"<{hashlib.sha256(data).hexdigest()}@missing-message-id.invalid>"
     parent = normalize_message_id(next(iter(headers.get("in-reply-to", [])), None))
-    refs: list[str] = []
-    for found in _MSGIDS.findall(" ".join(headers.get("references", []))):
-        normal = normalize_message_id(found)
-        if normal is not None and normal not in refs:
-            refs.append(normal)
-    refs = _cap(refs, MAX_INBOUND_REFERENCES)
+    found = _MSGIDS.findall(" ".join(headers.get("references", [])))
+    refs = thread_ids(None, found, MAX_INBOUND_REFERENCES)[1]
     subject_header = _decoded("subject", next(iter(headers.get("subject", [])), ""))
     subject = header_safe(str(subject_header) if subject_header is not None else "", 998)
     walk = _Walk(limits)
@@ -459,7 +427,7 @@ def parse_inbound(raw: bytes, limits: MimeLimits = MimeLimits()) -> InboundMail:
     data = bytes(raw)
     if len(data) > limits.max_bytes:
         raise HostileMail("oversize", f"bytes>{limits.max_bytes}")
-    _check_raw_headers(_header_block(data, limits.max_header_bytes))
+    _check_header_block(data, limits.max_header_bytes)
     try:
         return _inbound(data, _parse(data, limits), limits)
     except HostileMail:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from bot.commands import CommandError
 from bridge.core.errors import TransientError
 from bridge.core.ports import AuditPort, RoutesPort
 from bridge.db.txn import write_transaction
@@ -23,7 +24,7 @@ from bridge.mail.mime import Attachment, OutboundMail, build_outbound
 from bridge.mail.outbox import OutboxStore, QueuedMail
 from bridge.mail.sanitize import matrix_html
 from bridge.mail.store import Link, MailStore, RoomFile
-from bridge.mail.xdm import build_xdm
+from bridge.mail.xdm_build import build_xdm
 
 log = logging.getLogger("santeguard.mail.outbound")
 
@@ -275,7 +276,7 @@ class PackageSender:
         r = self._r
         who = r._people.verification(sender)
         if who is None or not who.is_valid_at(self._now()):
-            raise PermissionError("not_verified")
+            raise CommandError("mail.xdm_not_verified")
         contents: list[tuple[str, str, bytes]] = []
         for f in files:
             data = await r._media.download(f.url, max_bytes=r._mailbox.max_bytes)

@@ -1,4 +1,4 @@
-"""Pure mail rules: identifiers, addresses, retry timing and mail-loop detection.
+"""Pure mail rules: identifiers, addresses, header text, retry timing and mail loops.
 
 Everything is a function of its arguments (no clock, no I/O) so the outbound queue, the
 inbound poller and the tests decide identically. Results are codes, never sentences.
@@ -7,28 +7,35 @@ inbound poller and the tests decide identically. Results are codes, never senten
 from __future__ import annotations
 
 import email
+import email.errors
+import email.header
 import email.message
 import email.policy
 import hashlib
 import re
 import unicodedata
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
     "RetrySchedule",
     "classify_reply",
+    "encoded_control",
     "header_safe",
     "is_own_message_id",
     "loop_reason",
     "message_id_for",
     "normalize_address",
     "normalize_domain",
+    "normalize_message_id",
     "room_tag",
+    "safe_filename",
     "tag_of",
     "tagged_address",
+    "thread_ids",
     "unexpected_headers",
+    "unfold_header",
 ]
 
 MAX_ADDRESS = 254
@@ -37,6 +44,7 @@ MAX_LOCAL = 64
 # health network needs them and they make tagging and comparison ambiguous.
 _ATEXT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+")
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_MSGID = re.compile(r"<([^<>\s]+)>")
 _TAG = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # Bidirectional overrides can make a subject or a name read differently than it is.
 _BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -59,6 +67,42 @@ def is_own_message_id(message_id: str, domain: str) -> bool:
     if not at or right.lower() != domain.strip().lower():
         return False
     return re.fullmatch(r"sg\.[0-9a-f]{32}", local) is not None
+
+
+def normalize_message_id(text: str | None) -> str | None:
+    """``<local@domain>`` from a field value, tolerating spaces, folding and noise around it.
+
+    Only whitespace is removed: the id itself is compared exactly (RFC 5322 ids are
+    case-sensitive). None when there is no plausible id.
+    """
+    if not text:
+        return None
+    compact = "".join(text.split())
+    found = _MSGID.search(compact)
+    inner = found.group(1) if found else compact.strip("<>")
+    if not inner or "@" not in inner or len(inner) > 250 or not inner.isprintable():
+        return None
+    if any(c in inner for c in "<>"):
+        return None
+    return f"<{inner}>"
+
+
+def thread_ids(
+    in_reply_to: str | None, references: Iterable[str], limit: int = 20
+) -> tuple[str | None, list[str]]:
+    """In-Reply-To and References of a reply: parent last, no duplicates, at most ``limit``
+    ids (the thread root and the most recent ancestors, as RFC 5322 3.6.4 suggests)."""
+    parent = normalize_message_id(in_reply_to)
+    refs: list[str] = []
+    for ref in references:
+        normal = normalize_message_id(ref)
+        if normal is not None and normal != parent and normal not in refs:
+            refs.append(normal)
+    if parent is not None:
+        refs.append(parent)
+    if len(refs) > limit:
+        refs = [refs[0], *refs[len(refs) - limit + 1 :]]
+    return parent, refs
 
 
 def room_tag(room_id: str) -> str:
@@ -176,6 +220,29 @@ def header_safe(text: str, limit: int = 200) -> str:
     )
     collapsed = " ".join(cleaned.split())[: max(0, limit)].rstrip()
     return collapsed.replace("=?", "=\u200b?")
+
+
+def safe_filename(name: str) -> str:
+    """A file name for a header or a Matrix event: no directories, controls or leading dots."""
+    base = header_safe(name.replace("\\", "/").rsplit("/", 1)[-1], 200).lstrip(". ")
+    return base or "attachment"
+
+
+def unfold_header(value: str) -> str:
+    """A raw header value on one line; raw 8-bit bytes (surrogate-escaped) read as UTF-8."""
+    text = value.replace("\r", "").replace("\n", "")
+    if any("\udc80" <= c <= "\udcff" for c in text):
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text
+
+
+def encoded_control(value: str) -> bool:
+    """True when an RFC 2047 encoded word in ``value`` decodes to CR, LF or NUL."""
+    try:
+        chunks = email.header.decode_header(value)
+    except (email.errors.HeaderParseError, ValueError, LookupError):
+        return False  # garbled words: the decoded text goes through header_safe anyway
+    return any(isinstance(c, bytes) and any(b in c for b in b"\r\n\x00") for c, _ in chunks)
 
 
 def unexpected_headers(raw: bytes, top: Collection[str]) -> list[str]:

@@ -25,6 +25,8 @@ PROBLEMS: Mapping[str, tuple[str, str]] = {
     "timeout": ("le serveur ne répond pas à temps", "the server did not answer in time"),
     "ca_unreadable": ("le fichier d'autorités (ca_file) est illisible", "the CA bundle (ca_file) cannot be read"),
     "session_refused": ("le serveur refuse la session (accueil ou EHLO)", "the server refuses the session (greeting or EHLO)"),
+    "folder_unavailable": ("le dossier IMAP est inaccessible", "the IMAP folder cannot be opened"),
+    "server_error": ("le serveur a répondu par une erreur", "the server answered with an error"),
     "other": ("erreur inattendue", "unexpected error"),
 }
 

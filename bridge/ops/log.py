@@ -325,7 +325,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
-LIBRARY_DUMP_LOGGERS = ("aiosqlite", "peewee", "nio.responses")
+LIBRARY_DUMP_LOGGERS = ("aiosqlite", "peewee", "nio.responses", "aioimaplib", "mail.log")
 """Loggers whose DEBUG records only dump data (``setup_logging`` keeps them at INFO)."""
 
 

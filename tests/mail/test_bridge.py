@@ -8,20 +8,26 @@ ways encrypted in the room, read receipts both ways, and what must be refused.""
 from __future__ import annotations
 
 import asyncio
+import io
 import time
+import zipfile
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
-from nio import RoomEncryptedFile, RoomMessageText
+from nio import RoomEncryptedFile, RoomMessageNotice, RoomMessageText
 
 from bridge.devtools.maillab import CORRESPONDENT, FileToSend, MailLab
 from bridge.devtools.nio_peer import NioPeer, notice_from
 from bridge.devtools.people import practitioner
 from bridge.devtools.stack import DevStack
+from bridge.mail.mdn import build_mdn
 from bridge.mail.policy import message_id_for
+from bridge.mail.xdm import unpack_xdm
+from bridge.mail.xdm_build import build_xdm
 
 pytestmark = pytest.mark.synapse
 
@@ -42,7 +48,9 @@ async def _until(check: Any, timeout: float = 30, what: str = "condition") -> An
 async def doctor(mail_stack: Lab, tmp_path: Path) -> AsyncIterator[NioPeer]:
     stack, _ = mail_stack
     n = time.monotonic_ns() % 10_000_000
-    user, _client = await stack.practitioner(f"doc{n}", practitioner(n, last="Curie", first="Marie"))
+    user, _client = await stack.practitioner(
+        f"doc{n}", practitioner(n, last="Curie", first="Marie")
+    )
     peer = NioPeer(
         stack.synapse.base_url, user.user_id, user.device_id, user.access_token, tmp_path / "doc"
     )
@@ -103,7 +111,7 @@ async def test_round_trip_threads_files_and_receipts(mail_stack: Lab, doctor: Ni
     reply_id = await lab.reply(
         mailed,
         "Vu, ECG normal. Compte rendu joint.",
-        files=[FileToSend("cr.txt", "text/plain", "Compte rendu\n".encode())],
+        files=[FileToSend("cr.txt", "text/plain", b"Compte rendu\n")],
         ask_receipt=True,
     )
 
@@ -180,7 +188,10 @@ async def test_unknown_and_hostile_mail_is_quarantined_never_posted(
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         seen = await outcomes()
-        if len([k for k in seen if k.split("@")[0] in ("<unknown-1", "<outsider-1", "<loop-1")]) == 3:
+        if (
+            len([k for k in seen if k.split("@")[0] in ("<unknown-1", "<outsider-1", "<loop-1")])
+            == 3
+        ):
             break
         await asyncio.sleep(0.2)
     seen = await outcomes()
@@ -189,3 +200,119 @@ async def test_unknown_and_hostile_mail_is_quarantined_never_posted(
     assert seen["<loop-1@chu-exemple.mssante.test>"] == "refused:auto_submitted"
     reasons = {r for _, _, r, _ in await store.quarantined()}
     assert {"unknown_room", "sender_not_allowed"} <= reasons
+
+
+CDA = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<ClinicalDocument xmlns="urn:hl7-org:v3">'
+    b"<title>Compte rendu de consultation</title></ClinicalDocument>\n"
+)
+
+
+def _tampered(package: bytes, name: str) -> bytes:
+    """The same package with one document changed after its hash was written."""
+    src = zipfile.ZipFile(io.BytesIO(package))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.lower().endswith("/" + name):
+                data = data.replace(b"consultation", b"consultatioN")
+            dst.writestr(info, data)
+    return out.getvalue()
+
+
+async def test_xdm_documents_both_ways(mail_stack: Lab, doctor: NioPeer) -> None:
+    stack, lab = mail_stack
+    bot = stack.bot_mxid
+    room = await _linked_room(stack, doctor)
+    first = await doctor.send_text(room, "Pouvez-vous m'envoyer le compte rendu ?")
+    out = await _until(
+        lambda: _outside_for(lab, message_id_for(first, "cpts.mssante.test")),
+        what="the first mail",
+    )
+
+    # Inbound: a checked package becomes a document list and one file per document.
+    package = build_xdm(
+        [("cr.xml", "text/xml", CDA), ("ecg.pdf", "application/pdf", b"%PDF-1.4\n" * 50)],
+        title="Consultation cardio",
+        author="Claire Durand",
+        when=datetime.now(UTC),
+        unique_id="1.2.250.1.999.1",
+    )
+    since = doctor.mark(room)
+    await lab.reply(out, "Ci-joint.", files=[FileToSend("IHE_XDM.ZIP", "application/zip", package)])
+
+    def listing(e: Any) -> bool:
+        return isinstance(e, RoomMessageNotice) and "IHE XDM" in e.body and "(2)" in e.body
+
+    notice = await doctor.wait_for(room, listing, since=since, timeout=60)
+    assert notice.sender.startswith("@santeguard_mail_") and "cr.xml" in notice.body
+    names: dict[str, bytes] = {}
+    for name in ("cr.xml", "ecg.pdf"):
+        ev = await doctor.wait_for(
+            room,
+            lambda e, n=name: isinstance(e, RoomEncryptedFile) and e.body == n,
+            since=since,
+            timeout=30,
+        )
+        names[name] = await doctor.download_decrypted(ev)
+    assert names == {"cr.xml": CDA, "ecg.pdf": b"%PDF-1.4\n" * 50}
+
+    # A package that lies (a document's hash does not match) is refused, and said so.
+    bad = _tampered(package, "cr.xml")
+    since = doctor.mark(room)
+    await lab.reply(out, "Version 2.", files=[FileToSend("IHE_XDM.ZIP", "application/zip", bad)])
+    refused = await doctor.wait_for(
+        room,
+        lambda e: isinstance(e, RoomMessageNotice) and "IHE_XDM.ZIP" in e.body,
+        since=since,
+        timeout=60,
+    )
+    assert "refus" in refused.body
+
+    # Outbound: `!sg mail xdm` lists the room's files and mails the chosen ones as a package.
+    await doctor.send_file(room, CDA, "synthese.xml", "text/xml")
+    since = doctor.mark(room)
+    await doctor.send_text(room, "!sg mail xdm")
+    await doctor.wait_for(room, notice_from(bot, "synthese.xml"), since=since, timeout=30)
+    since = doctor.mark(room)
+    await doctor.send_text(room, "!sg mail xdm 1")
+    queued = await doctor.wait_for(room, notice_from(bot, "XDM"), since=since, timeout=30)
+    message_id = "<" + queued.body.rsplit("<", 1)[1].split(">", 1)[0] + ">"
+    mailed = await _until(lambda: _outside_for(lab, message_id), what="the XDM mail")
+    [zipped] = [p for p in mailed.iter_attachments() if p.get_filename() == "IHE_XDM.ZIP"]
+    unpacked = unpack_xdm(zipped.get_content())
+    assert [d.data for d in unpacked.documents] == [CDA]
+    assert unpacked.author is not None and "Curie" in unpacked.author
+
+
+async def test_inbound_read_receipt_marks_the_message_read(
+    mail_stack: Lab, doctor: NioPeer
+) -> None:
+    stack, lab = mail_stack
+    room = await _linked_room(stack, doctor)
+    sent = await doctor.send_text(room, "Résultats à lire, merci.")
+    message_id = message_id_for(sent, "cpts.mssante.test")
+    await _until(lambda: _outside_for(lab, message_id), what="the mail")
+    mdn = build_mdn(
+        original_message_id=message_id,
+        original_subject="RCP cardio",
+        original_headers=f"Message-ID: {message_id}\r\n",
+        recipient=CORRESPONDENT,
+        from_addr=CORRESPONDENT,
+        to_addr="cpts@cpts.mssante.test",
+        message_id="<mdn-1@chu-exemple.mssante.test>",
+        date=datetime.now(UTC),
+        disposition="displayed",
+        manual=True,
+    )
+    await lab.send_raw(mdn, CORRESPONDENT, ["cpts@cpts.mssante.test"])
+
+    def read_by_ghost() -> bool:
+        receipts = doctor.client.rooms[room].read_receipts
+        return any(
+            user.startswith("@santeguard_mail_dr.durand") and r.event_id == sent
+            for user, r in receipts.items()
+        )
+
+    await doctor.wait_until(read_by_ghost, timeout=60)

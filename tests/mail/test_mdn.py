@@ -5,11 +5,12 @@ from __future__ import annotations
 import email
 import email.policy
 from datetime import UTC, datetime
-from email.message import Message
+from email.message import EmailMessage, Message
 
 import pytest
 
-from bridge.mail.mdn import MdnReport, build_mdn, normalize_message_id, parse_mdn, should_send_mdn
+from bridge.mail.mdn import MdnReport, build_mdn, parse_mdn, should_send_mdn
+from bridge.mail.policy import normalize_message_id
 
 WHEN = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
 ORIGINAL = "<sg.0123456789abcdef0123456789abcdef@santeguard.example.mssante.fr>"
@@ -42,6 +43,12 @@ def _parse(raw: bytes) -> Message:
     return email.message_from_bytes(raw, policy=email.policy.default)
 
 
+def _parts(msg: Message) -> list[EmailMessage]:
+    parts = msg.get_payload()
+    assert isinstance(parts, list)
+    return [p for p in parts if isinstance(p, EmailMessage)]
+
+
 @pytest.mark.parametrize(
     ("disposition", "manual", "mode"),
     [
@@ -56,8 +63,7 @@ def test_build_then_parse(disposition: str, manual: bool, mode: str) -> None:
     msg = _parse(raw)
     assert msg.get_content_type() == "multipart/report"
     assert msg.get_param("report-type") == "disposition-notification"
-    parts = msg.get_payload()
-    assert isinstance(parts, list)
+    parts = _parts(msg)
     assert [p.get_content_type() for p in parts] == [
         "text/plain",
         "message/disposition-notification",
@@ -76,9 +82,7 @@ def test_build_then_parse(disposition: str, manual: bool, mode: str) -> None:
 
 def test_build_keeps_original_headers_and_explanation() -> None:
     raw = _build(explanation="Lu par le destinataire.\n", original_recipient="bot@x.fr")
-    msg = _parse(raw)
-    parts = msg.get_payload()
-    assert isinstance(parts, list)
+    parts = _parts(_parse(raw))
     assert "Lu par le destinataire." in parts[0].get_content()
     assert "dr.martin@medecin.mssante.fr" in parts[2].get_content()
     assert b"Original-Recipient: rfc822;bot@x.fr" in raw
@@ -165,8 +169,7 @@ def test_parse_mdn_ignores_other_messages(raw: str) -> None:
 def test_parse_mdn_accepts_unparsed_notification_body() -> None:
     """A notification part whose payload stayed a string (base64) is read as fields."""
     msg = _parse(_build())
-    parts = msg.get_payload()
-    assert isinstance(parts, list)
+    parts = _parts(msg)
     parts[1].set_payload(f"Original-Message-ID: {ORIGINAL}\r\nDisposition: a/b; processed\r\n")
     report = parse_mdn(msg)
     assert report is not None and report.disposition == "processed"

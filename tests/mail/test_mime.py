@@ -157,7 +157,7 @@ def test_outbound_variants(
 )
 def test_from_display_name(name: str, rpps: str | None, display: str) -> None:
     raw = build_outbound(_mail(from_name=name, rpps=rpps))
-    address = _headers(raw)["From"].addresses[0]
+    address = _headers(raw)["From"].addresses[0]  # type: ignore[union-attr]
     assert (address.display_name, address.addr_spec) == (display, _mail().from_addr)
     assert parse_inbound(raw).from_name == display
 
@@ -174,9 +174,11 @@ def test_long_non_ascii_name_survives_folding() -> None:
 )
 @pytest.mark.parametrize(
     "payload",
-    ["x\r\nBcc: evil@attacker.example", "x\nBcc: evil@attacker.example", "x\rBcc: evil@attacker.example",
-     "x\r\n\r\n<html>body</html>", "x\x00Bcc: evil@attacker.example",
-     "x\u2028Bcc: evil@attacker.example", "=?utf-8?q?x=0D=0ABcc:_evil@attacker.example?="],
+    ["x\r\nBcc: evil@attacker.example", "x\nBcc: evil@attacker.example",
+     "x\rBcc: evil@attacker.example", "x\r\n\r\n<html>body</html>",
+     "x\x00Bcc: evil@attacker.example", "x\u2028Bcc: evil@attacker.example",
+     "=?utf-8?q?x=0D=0ABcc:_evil@attacker.example?=",  # CVE-2024-6923 on Python < 3.11.10
+     "=?utf-8?b?eA0KQmNjOiBldmlsQGF0dGFja2VyLmV4YW1wbGU=?="],
 )  # fmt: skip
 def test_header_injection_is_impossible(field: str, payload: str) -> None:
     raw = build_outbound(_mail(**{field: payload}))
@@ -214,7 +216,7 @@ def test_message_id_is_extracted_from_noise() -> None:
 
 
 def test_references_deduplicated_parent_last_and_capped() -> None:
-    refs = tuple(f"<r{i}@x.fr>" for i in range(30)) + ("<r3@x.fr>", "<parent@x.fr>")
+    refs = (*(f"<r{i}@x.fr>" for i in range(30)), "<r3@x.fr>", "<parent@x.fr>")
     got = parse_inbound(build_outbound(_mail(references=refs, in_reply_to="<parent@x.fr>")))
     assert len(got.references) == 20
     assert got.references[0] == "<r0@x.fr>" and got.references[-1] == "<parent@x.fr>"
@@ -315,7 +317,7 @@ HOSTILE: list[tuple[str, bytes, MimeLimits, str]] = [
     ("encoded CRLF in Subject (q)", _simple(headers="X-S: =?utf-8?q?a=0D=0ABcc:_e@x.fr?=\r\n"),
      MimeLimits(), "header_injection"),
     ("encoded LF in Subject (b)",
-     _simple(headers="Subject: =?utf-8?b?" + base64.b64encode(b"a\nBcc: e@x.fr").decode() + "?=\r\n"),
+     _simple(headers="Subject: =?utf-8?b?YQpCY2M6IGVAeC5mcg==?=\r\n"),  # "a\nBcc: e@x.fr"
      MimeLimits(), "header_injection"),
     ("encoded CRLF in the From name", _simple(sender="=?utf-8?q?A=0D=0AB?= <a@b.fr>"),
      MimeLimits(), "header_injection"),
@@ -358,8 +360,8 @@ def test_malformed_when_the_email_package_breaks(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(mime, "parse_mdn", broken)
     raw = build_mdn(
-        original_message_id="<a@b.fr>", original_subject="s", original_headers="", recipient="a@b.fr",
-        from_addr="a@b.fr", to_addr="c@d.fr", message_id="<m@b.fr>", date=WHEN,
+        original_message_id="<a@b.fr>", original_subject="s", original_headers="",
+        recipient="a@b.fr", from_addr="a@b.fr", to_addr="c@d.fr", message_id="<m@b.fr>", date=WHEN,
         disposition="displayed", manual=False,
     )  # fmt: skip
     with pytest.raises(HostileMail) as caught:
@@ -491,7 +493,8 @@ def test_body_parts_and_attachments_are_classified() -> None:
 
 def test_text_inside_an_attached_message_is_not_the_body() -> None:
     raw = _multipart(
-        "Content-Type: message/rfc822\r\n\r\nFrom: x@y.fr\r\nContent-Type: text/html\r\n\r\n<p>in</p>"
+        "Content-Type: message/rfc822\r\n\r\n"
+        "From: x@y.fr\r\nContent-Type: text/html\r\n\r\n<p>in</p>"
     )
     got = parse_inbound(raw)
     assert got.text == "" and got.html is None
@@ -572,7 +575,8 @@ SEEDS = [
 ]  # fmt: skip
 TOKENS = [
     b"\r", b"\n", b"\r\n", b"\x00", b"--", b"=?utf-8?q?=0D=0A?=", b"=?utf-8?b?AA==?=", b"\xff\xfe",
-    b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n", b"Content-Type: message/rfc822\r\n\r\n",
+    b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n",
+    b"Content-Type: message/rfc822\r\n\r\n",
     b"Content-Transfer-Encoding: base64\r\n", b"charset=zlib", b"boundary=\"\"", b"=",
     b"filename*0*=utf-8''%FF%FE", b"<", b">", b"\t", b"From: <>\r\n",
 ]  # fmt: skip
@@ -606,13 +610,13 @@ def test_mutated_mails_raise_only_hostile_mail(raw: bytes) -> None:
 
 @st.composite
 def _tree(draw: st.DrawFn, depth: int = 0) -> str:
-    if depth >= 14 or draw(st.integers(0, 3)) == 0:
+    if depth >= 9 or draw(st.integers(0, 2)) == 0:
         kind = draw(st.sampled_from(["text/plain", "text/html", "application/pdf"]))
         return f"Content-Type: {kind}\r\n\r\nleaf {depth}\r\n"
     if draw(st.booleans()):
         return "Content-Type: message/rfc822\r\n\r\nFrom: a@b.fr\r\n" + draw(_tree(depth + 1))
     boundary = f"b{depth}x{draw(st.integers(0, 99))}"
-    children = [draw(_tree(depth + 1)) for _ in range(draw(st.integers(1, 4)))]
+    children = [draw(_tree(depth + 1)) for _ in range(draw(st.integers(1, 3)))]
     body = "".join(f"--{boundary}\r\n{child}" for child in children)
     return f"Content-Type: multipart/mixed; boundary={boundary}\r\n\r\n{body}--{boundary}--\r\n"
 

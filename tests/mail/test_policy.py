@@ -9,6 +9,7 @@ import pytest
 from bridge.mail.policy import (
     RetrySchedule,
     classify_reply,
+    encoded_control,
     header_safe,
     is_own_message_id,
     loop_reason,
@@ -16,8 +17,12 @@ from bridge.mail.policy import (
     normalize_address,
     normalize_domain,
     room_tag,
+    safe_filename,
     tag_of,
     tagged_address,
+    thread_ids,
+    unexpected_headers,
+    unfold_header,
 )
 
 DOMAIN = "santeguard.example.mssante.fr"
@@ -191,6 +196,8 @@ def test_retry_given_up_after_five_days(elapsed: float, expected: bool) -> None:
         ("abc def", 4, "abc"),
         ("", 200, ""),
         ("emoji 👩‍⚕️ ok", 200, "emoji 👩‍⚕️ ok"),
+        ("=?utf-8?q?x=0D=0ABcc:_e@x.fr?=", 200, "=\u200b?utf-8?q?x=0D=0ABcc:_e@x.fr?="),
+        ("a = ? b", 200, "a = ? b"),
     ],
 )
 def test_header_safe(text: str, limit: int, expected: str) -> None:
@@ -225,3 +232,70 @@ def test_header_safe(text: str, limit: int, expected: str) -> None:
 )  # fmt: skip
 def test_loop_reason(headers: dict[str, str], expected: str | None) -> None:
     assert loop_reason(headers, DOMAIN) == expected
+
+
+@pytest.mark.parametrize(
+    ("in_reply_to", "references", "limit", "expected"),
+    [
+        (None, [], 20, (None, [])),
+        ("<p@x>", [], 20, ("<p@x>", ["<p@x>"])),
+        (" <p@x> ", ["<a@x>", "<p@x>", "<a@x>", "junk", "<b@x>"], 20,
+         ("<p@x>", ["<a@x>", "<b@x>", "<p@x>"])),
+        ("<p@x>", [f"<r{i}@x>" for i in range(10)], 4, ("<p@x>", ["<r0@x>", "<r8@x>", "<r9@x>",
+                                                                  "<p@x>"])),
+        ("garbage", ["<a@x>"], 20, (None, ["<a@x>"])),
+    ],
+)  # fmt: skip
+def test_thread_ids(
+    in_reply_to: str | None,
+    references: list[str],
+    limit: int,
+    expected: tuple[str | None, list[str]],
+) -> None:
+    assert thread_ids(in_reply_to, references, limit) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("compte rendu.pdf", "compte rendu.pdf"), ("../../etc/passwd", "passwd"),
+     ("C:\\Users\\x\\doc.pdf", "doc.pdf"), (".hidden", "hidden"), ("..", "attachment"),
+     ("", "attachment"), ("a\r\nb.txt", "a b.txt"), ("dir/", "attachment")],
+)  # fmt: skip
+def test_safe_filename(name: str, expected: str) -> None:
+    assert safe_filename(name) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("a\r\n b", "a b"), ("a\n\tb", "a\tb"), ("\udcc3\udca9t\udcc3\udca9", "été"),
+     ("bad \udcff", "bad \ufffd")],
+)  # fmt: skip
+def test_unfold_header(value: str, expected: str) -> None:
+    assert unfold_header(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("plain", False), ("=?utf-8?q?caf=C3=A9?=", False), ("=?utf-8?q?a=0D=0Ab?=", True),
+     ("=?utf-8?Q?a=0Ab?=", True), ("=?utf-8?b?YQpi?=", True), ("=?utf-8?q?a=00?=", True),
+     ("x =?utf-8?q?ok?= =?utf-8?q?=0A?=", True), ("=?utf-8?b?###?=", False)],
+)  # fmt: skip
+def test_encoded_control(value: str, expected: bool) -> None:
+    assert encoded_control(value) is expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"From: a@b\r\nSubject: s\r\n\r\nbody", []),
+        (b"From: a@b\r\nBcc: e@x\r\n\r\nbody", ["bcc"]),
+        (b"From: a@b\r\nX-Mine: 1\r\nContent-Type: text/plain\r\n\r\nbody", []),
+        (b"From: a@b\r\nContent-Type: multipart/mixed; boundary=q\r\n\r\n--q\r\n"
+         b"Content-Type: text/plain\r\nSubject: inner\r\n\r\nx\r\n--q--\r\n", ["subject"]),
+        (b"From: a@b\r\nContent-Type: multipart/report; boundary=q\r\n\r\n--q\r\n"
+         b"Content-Type: message/disposition-notification\r\n\r\nFinal-Recipient: rfc822;a@b"
+         b"\r\n\r\n--q--\r\n", []),
+    ],
+)  # fmt: skip
+def test_unexpected_headers(raw: bytes, expected: list[str]) -> None:
+    assert unexpected_headers(raw, {"from", "subject"}) == expected

@@ -22,13 +22,12 @@ from bridge.mail.xdm import (
     SUBSET_DIR,
     XdmError,
     XdmLimits,
-    build_xdm,
     display_xcn,
     path_problem,
     read_limited,
-    safe_filenames,
     unpack_xdm,
 )
+from bridge.mail.xdm_build import build_xdm, safe_filenames
 
 SAMPLE_METADATA = Path(__file__).resolve().parent.parent / "data" / "mail" / "METADATA.XML"
 WHEN = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)

@@ -49,6 +49,7 @@ class MailParts:
     jobs: list[Job] = field(default_factory=list)
     relay: SmtpRelay | None = None
     inbox: InboxWatcher | None = None
+    notices: MailNotices | None = None
 
     async def start(self) -> None:
         await self.store.load()
@@ -56,6 +57,8 @@ class MailParts:
     async def stop(self) -> None:
         if self.inbox is not None:
             await self.inbox.stop()
+        if self.notices is not None:
+            await self.notices.close()
         if self.relay is not None:
             await self.relay.close()
 
@@ -229,6 +232,7 @@ def build_mail(
     async def probe() -> None:
         await store.reload_allowlist()
         problems = local_problems(files, datetime.now(UTC))
+        health.client_cert_expiry(files.client_cert)
         await health.report("certificate", problems[0] if problems else None)
         await health.report("smtp", await relay.probe())
 
@@ -253,6 +257,7 @@ def build_mail(
         subscribers=[room_to_mail, receipts],
         relay=relay,
         inbox=watcher,
+        notices=notices,
         jobs=[
             Job("mail_outbox", deliver, interval_seconds=30, first_delay_seconds=0),
             Job(

@@ -120,8 +120,15 @@ class MailCommands:
         link = await self._store.unlink(ctx.room_id)
         if link is None:
             raise CommandError("mail.not_linked", prefix=ctx.prefix)
+        # "Nothing leaves any more": mail still waiting for the relay is stopped too (a
+        # link to the wrong address must not deliver once the relay is back).
+        cancelled = await self._outbox.cancel(ctx.room_id)
         await self._audit.record(
-            ctx.sender, "mail.unlinked", room_id=ctx.room_id, subject=link.address
+            ctx.sender,
+            "mail.unlinked",
+            room_id=ctx.room_id,
+            subject=link.address,
+            details={"cancelled": cancelled},
         )
         await ctx.reply_t("mail.unlinked", address=link.address)
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
+from cryptography import x509
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from bridge.core.ports import AlertPort
@@ -18,6 +20,8 @@ from bridge.mail.text import problem_code
 log = logging.getLogger("santeguard.mail.health")
 
 CHANNELS = ("smtp", "imap", "certificate")
+# Told to the admins (alert, metrics, status) but mail still flows: SantéGuard stays ready.
+WARNINGS = frozenset({"client_cert_expires_soon"})
 
 
 class MailMetrics:
@@ -79,5 +83,17 @@ class MailHealth:
         await self._alerts.alert(f"alert.mail_problem.{problem_code(problem)}", channel=channel)
 
     async def ready(self) -> bool:
-        """For ``/ready``: False while any channel has a problem."""
-        return not self.problems()
+        """For ``/ready``: False while a channel has a problem that stops mail (a
+        certificate expiring next month is a warning, not an outage)."""
+        return all(p in WARNINGS for p in self.problems().values())
+
+    def client_cert_expiry(self, path: Path | None) -> None:
+        """Export when the client certificate expires (left unset when unreadable: a 0
+        would read as "expired in 1970" to an alerting rule)."""
+        if path is None:
+            return
+        try:
+            cert = x509.load_pem_x509_certificate(path.read_bytes())
+        except (OSError, ValueError):
+            return
+        self._metrics.client_cert_expiry.set(cert.not_valid_after_utc.timestamp())

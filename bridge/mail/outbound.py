@@ -149,7 +149,17 @@ class RoomToMail:
         text, html = _text_of(msgtype, content, who)
         for name, reason in skipped:
             text += f"\n\n[{name}: {reason}]"
-        raw, message_id = await self._build(event, link, who, text, html, attachments)
+        try:
+            raw, message_id = await self._build(event, link, who, text, html, attachments)
+        except ValueError as e:  # the MIME writer refused its own output (e.g. injection)
+            await self._audit.record(
+                sender,
+                "mail.not_sent",
+                room_id=room_id,
+                details={"reason": str(e)[:60], "event_id": event_id},
+            )
+            await self._notices.notify(room_id, "mail.build_refused", reply_to=event_id)
+            return True
         if len(raw) > self._mailbox.max_bytes:
             await self._notices.notify(room_id, "mail.too_large", reply_to=event_id)
             await self._audit.record(

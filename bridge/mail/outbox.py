@@ -26,7 +26,8 @@ from bridge.mail.store import now_ms
 log = logging.getLogger("santeguard.mail.outbox")
 
 _COLUMNS = (
-    "event_id, room_id, message_id, sender, recipient, kind, raw, attempts, first_try_at, notified"
+    "event_id, room_id, message_id, sender, recipient, kind, raw, attempts, first_try_at, "
+    "notified, claimed_until"
 )
 
 
@@ -53,6 +54,7 @@ class Claimed:
     attempts: int
     first_try_at: int | None
     notified: str
+    claimed_until: int = 0  # the lease this worker holds (``hold`` checks it is still ours)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,11 +132,38 @@ class OutboxStore:
                 int(r["attempts"]),
                 None if r["first_try_at"] is None else int(r["first_try_at"]),
                 str(r["notified"]),
+                int(r["claimed_until"]),
             )
             for r in rows
         ]
         out.sort(key=lambda c: c.event_id)  # RETURNING order is unspecified
         return out
+
+    async def hold(self, mail: Claimed) -> bool:
+        """Renew the lease of a claimed mail just before sending it; False if it is no
+        longer ours to send: cancelled (`!sg mail unlink`) since the batch was claimed, or
+        the lease ran out while earlier mail of the batch was slow (another worker may be
+        sending it now)."""
+        row = await self.db.fetchval(
+            "UPDATE mail_outbox SET claimed_until = $2 WHERE event_id = $1 AND "
+            "status = 'pending' AND claimed_until = $3 AND claimed_until > $4 "
+            "RETURNING event_id",
+            mail.event_id,
+            now_ms() + self._lease,
+            mail.claimed_until,
+            now_ms(),
+        )
+        return row is not None
+
+    async def cancel(self, room_id: str) -> int:
+        """Cancel the room's mail not sent yet (its link is gone); how many were."""
+        rows = await self.db.fetch(
+            "UPDATE mail_outbox SET status = 'cancelled', done_at = $2 "
+            "WHERE room_id = $1 AND status = 'pending' RETURNING event_id",
+            room_id,
+            now_ms(),
+        )
+        return len(rows)
 
     async def finish(self, mail: Claimed, status: str, result: SendResult) -> None:
         await self.db.execute(
@@ -232,9 +261,18 @@ class OutboxWorker:
         return await self._store.next_due_in()
 
     async def _deliver(self, mail: Claimed) -> None:
+        if not await self._store.hold(mail):
+            log.info("Mail %s not sent: cancelled or taken over", mail.message_id)
+            return
         result = await self._sender.send(mail.raw, [mail.recipient])
-        if self._on_result is not None:
-            await self._on_result(result)
+        try:
+            await self._record(mail, result)
+        finally:
+            # Health and metrics after the row: their failure must not send it again.
+            if self._on_result is not None:
+                await self._safely(self._on_result(result))
+
+    async def _record(self, mail: Claimed, result: SendResult) -> None:
         if result.outcome == "sent":
             await self._store.finish(mail, "sent", result)
             log.info("Mail %s accepted by the relay (%s)", mail.message_id, result.code)

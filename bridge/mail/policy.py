@@ -18,6 +18,8 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from bridge.mail.allowlist import normalize_domain as allowlist_domain
+
 __all__ = [
     "RetrySchedule",
     "classify_reply",
@@ -139,19 +141,11 @@ def tag_of(address: str) -> str | None:
 def normalize_domain(text: str) -> str | None:
     """Lowercase ASCII (IDNA A-label) form of a domain; None if it is not a valid one.
 
-    Shared with the allow-list so that ``médecin.fr`` and ``xn--mdecin-bva.fr`` compare equal.
+    The allow-list's own normalisation, so both sides compare the same way: it refuses a
+    Unicode name that IDNA 2003 would map lossily (``straße`` → ``strasse``), which could
+    otherwise pass for another, allow-listed domain.
     """
-    domain = text.strip().rstrip(".")
-    if not domain or len(domain) > 253 or any(c.isspace() for c in domain):
-        return None
-    try:
-        ascii_domain = domain.encode("idna").decode("ascii").lower()
-    except (UnicodeError, ValueError):
-        return None
-    labels = ascii_domain.split(".")
-    if not all(_LABEL.fullmatch(label) for label in labels):
-        return None
-    return ascii_domain
+    return allowlist_domain(text)
 
 
 def normalize_address(text: str) -> str | None:

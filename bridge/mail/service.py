@@ -4,11 +4,21 @@ Implements the outbox's ``OutboxEvents`` (each mail's state told in its room, as
 to the message it came from: sent ✓, retrying with the reason, failed with the relay's
 reply) and the notices of the room → mail side. Texts come from the catalog in the
 room's language.
+
+The "✓ sent" notices are posted by a background task, in order, from a bounded queue:
+the outbox would otherwise wait for the homeserver (an encrypted send, tens of ms under
+load) after every mail, which capped delivery at the homeserver's pace (about 10 mails/s
+in a burst, bench/mail.py). The audit record stays inline (it must not wait behind
+notices); a notice still queued when the process dies is lost, as a notice that failed
+to post always was (the mail itself is sent and recorded).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bridge.core.ports import AlertPort, AuditPort, RoomLanguagePort, TextPort
@@ -23,6 +33,15 @@ class ReplyingNotices(Protocol):
     async def send_notice(
         self, room_id: str, text: str, html: str | None = None, *, reply_to: str | None = None
     ) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """What a "✓ sent" notice needs (not the mail: a backlog must stay small)."""
+
+    room_id: str
+    event_id: str
+    recipient: str
 
 
 class MailNotices:
@@ -40,6 +59,7 @@ class MailNotices:
         actor: str,
         default_language: str,
         notify_sent: bool,
+        backlog: int = 10_000,
     ) -> None:
         self._matrix = matrix
         self._text = text
@@ -50,6 +70,9 @@ class MailNotices:
         self._actor = actor
         self._lang = default_language
         self._notify_sent = notify_sent
+        self._backlog = backlog
+        self._sent: asyncio.Queue[_Sent] | None = None
+        self._poster: asyncio.Task[None] | None = None
 
     async def notify(
         self, room_id: str, key: str, /, *, reply_to: str | None = None, **params: object
@@ -77,8 +100,39 @@ class MailNotices:
             details=_details(mail, result),
         )
         if mail.kind == "message" and self._notify_sent:
-            await self.notify(mail.room_id, "mail.sent", reply_to=_event(mail), to=mail.recipient)
-            await self._outbox.set_notified(mail.event_id, "sent")
+            await self._sent_queue().put(_Sent(mail.room_id, mail.event_id, mail.recipient))
+
+    def _sent_queue(self) -> asyncio.Queue[_Sent]:
+        """The backlog of "✓ sent" notices; its poster starts on first use."""
+        if self._sent is None:
+            self._sent = asyncio.Queue(maxsize=self._backlog)  # full: the outbox waits
+        if self._poster is None or self._poster.done():
+            self._poster = asyncio.create_task(self._post_sent(self._sent), name="mail-notices")
+        return self._sent
+
+    async def _post_sent(self, queue: asyncio.Queue[_Sent]) -> None:
+        while True:
+            sent = await queue.get()
+            try:
+                reply_to = sent.event_id if sent.event_id.startswith("$") else None
+                await self.notify(sent.room_id, "mail.sent", reply_to=reply_to, to=sent.recipient)
+                await self._outbox.set_notified(sent.event_id, "sent")
+            except Exception as e:
+                log.warning("Could not post a mail's sent notice: %s", type(e).__name__)
+            finally:
+                queue.task_done()
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Post the notices still queued (for at most ``timeout`` s), then stop."""
+        poster, self._poster = self._poster, None
+        if poster is None:
+            return
+        if self._sent is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sent.join(), timeout)
+        poster.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poster
 
     async def retrying(self, mail: Claimed, result: SendResult, delay_s: float) -> None:
         state = f"retry:{result.problem or result.code}"
@@ -111,6 +165,14 @@ class MailNotices:
             subject=mail.recipient,
             details={**_details(mail, result), "gave_up": gave_up},
         )
+        # The admins first: a room the bot can no longer post to must not hide a failure.
+        await self._alerts.alert(
+            "alert.mail_failed",
+            room=mail.room_id,
+            to=mail.recipient,
+            reply=self._reply(result),
+            message_id=mail.message_id,
+        )
         await self.notify(
             mail.room_id,
             "mail.gave_up" if gave_up else "mail.failed",
@@ -119,13 +181,6 @@ class MailNotices:
             reply=self._problem(result, lang),
         )
         await self._outbox.set_notified(mail.event_id, "failed")
-        await self._alerts.alert(
-            "alert.mail_failed",
-            room=mail.room_id,
-            to=mail.recipient,
-            reply=self._reply(result),
-            message_id=mail.message_id,
-        )
 
 
 def _event(mail: Claimed) -> str | None:

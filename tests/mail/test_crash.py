@@ -49,12 +49,14 @@ from bridge.db.database import open_database
 from bridge.devtools.client import SimpleClient
 from bridge.devtools.maillab import MAILBOX, MailLab
 from bridge.devtools.nio_peer import NioPeer, notice_from
-from bridge.devtools.people import practitioner
+from bridge.identity.sources.extract import import_extract
+from bridge.identity.sources.extract.lookup import current_import_id
 from bridge.devtools.stack import DevStack
 from bridge.mail.ghosts import ghost_localpart
 from bridge.mail.outbox import OutboxStore
 from bridge.mail.policy import message_id_for, room_tag, tagged_address
-from tests.test_enforcement_durable import _end, _ping, _plain, _spawn, _wait_listening
+from tests.test_enforcement_durable import DOCTOR, _end, _ping, _plain, _spawn, _wait_listening
+from tests.test_integration_identity import SAMPLE
 
 pytestmark = pytest.mark.synapse
 
@@ -143,11 +145,26 @@ async def child(mail_stack: Lab, tmp_path: Path) -> AsyncIterator[Child]:
             await asyncio.wait_for(sg.bot_ready.wait(), 60)
             await _ping(stack)
 
+            async def reverified() -> bool:  # before the next test binds anyone
+                runs = sg.metrics.registry.get_sample_value(
+                    "santeguard_job_runs_total", {"job": "reverify", "outcome": "ok"}
+                )
+                return bool(runs)
+
+            await _until(reverified, "the restarted SantéGuard's first re-verification", 60)
+
 
 async def _doctor(stack: DevStack, store: Path) -> tuple[NioPeer, str]:
-    """A verified practitioner's Element-like client (not started) and access token."""
-    n = 5_000_000 + time.monotonic_ns() % 1_000_000
-    user, _ = await stack.practitioner(f"crash{n}", practitioner(n, last="Pasteur", first="Louis"))
+    """A practitioner's Element-like client (not started) and access token. The account is
+    bound to an entry of the sample directory: a SantéGuard that starts re-verifies every
+    binding, and unbinds (and removes) a practitioner the directory does not list."""
+    sg = stack.santeguard
+    assert sg is not None
+    if await current_import_id(sg.db) is None:
+        await import_extract(sg.db, SAMPLE)
+    entry = await sg.directory.lookup(DOCTOR)
+    assert entry is not None and entry.active
+    user, _ = await stack.practitioner(f"crash{secrets.token_hex(4)}", entry)
     peer = NioPeer(stack.synapse.base_url, user.user_id, user.device_id, user.access_token, store)
     return peer, user.access_token
 

@@ -177,8 +177,17 @@ async def test_unknown_and_hostile_mail_is_quarantined_never_posted(
     loop = unknown.replace(b"unknown-1", b"loop-1").replace(
         b"Subject: hello", b"Subject: Absent\r\nAuto-Submitted: auto-replied"
     )
+    own = message_id_for("$bounced", "cpts.mssante.test")
+    echo = unknown.replace(b"<unknown-1@chu-exemple.mssante.test>", own.encode())
+    parts = b"".join(b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n" for _ in range(500))
+    bomb = (
+        unknown.replace(b"unknown-1", b"bomb-1").split(b"\r\n\r\n")[0]
+        + b'\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        + parts
+        + b"--b--\r\n"
+    )
     assert lab.dovecot is not None
-    for raw in (unknown, outsider, loop):
+    for raw in (unknown, outsider, loop, echo, bomb):
         await lab.dovecot.deliver(raw)
 
     async def outcomes() -> dict[str, str]:
@@ -188,18 +197,19 @@ async def test_unknown_and_hostile_mail_is_quarantined_never_posted(
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         seen = await outcomes()
-        if (
-            len([k for k in seen if k.split("@")[0] in ("<unknown-1", "<outsider-1", "<loop-1")])
-            == 3
-        ):
+        expected = {"<unknown-1", "<outsider-1", "<loop-1", own.split("@")[0]}
+        if expected <= {k.split("@")[0] for k in seen} and any(k.startswith("<raw.") for k in seen):
             break
         await asyncio.sleep(0.2)
     seen = await outcomes()
     assert seen["<unknown-1@chu-exemple.mssante.test>"] == "quarantined:unknown_room"
     assert seen["<outsider-1@chu-exemple.mssante.test>"] == "quarantined:sender_not_allowed"
     assert seen["<loop-1@chu-exemple.mssante.test>"] == "refused:auto_submitted"
+    assert seen[own] == "refused:own_message"
+    bombs = [v for k, v in seen.items() if k.startswith("<raw.")]
+    assert bombs == ["quarantined:too_many_parts"]
     reasons = {r for _, _, r, _ in await store.quarantined()}
-    assert {"unknown_room", "sender_not_allowed"} <= reasons
+    assert {"unknown_room", "sender_not_allowed", "too_many_parts"} <= reasons
 
 
 CDA = (

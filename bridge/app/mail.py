@@ -216,6 +216,7 @@ def build_mail(
         password=password,
         folder=m.imap_folder,
         idle_seconds=m.idle_seconds,
+        poll_seconds=m.poll_seconds,
     )
 
     async def imap_problem(problem: str | None) -> None:

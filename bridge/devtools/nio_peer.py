@@ -188,11 +188,14 @@ class NioPeer:
     async def send_file(
         self, room_id: str, data: bytes, filename: str, mimetype: str, msgtype: str = "m.file"
     ) -> str:
-        """Upload ``data`` encrypted (as Element does in an encrypted room) and send it."""
+        """Upload ``data`` encrypted (as Element does in an encrypted room) and send it.
+
+        As Element does, the upload names no file (the name travels in the encrypted event):
+        a file name in the upload's query string would be in the homeserver's access log."""
         resp, keys = await self.client.upload(
             lambda *_: data,
-            content_type=mimetype,
-            filename=filename,
+            content_type="application/octet-stream",
+            filename=None,
             encrypt=True,
             filesize=len(data),
         )

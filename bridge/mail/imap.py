@@ -70,6 +70,7 @@ class ImapSettings:
     folder: str = "INBOX"
     timeout: float = 30
     idle_seconds: float = 300
+    poll_seconds: float = 60  # servers without IDLE: NOOP this often
 
 
 @dataclass
@@ -186,7 +187,8 @@ class ImapMailbox:
             if session.new_mail.is_set():
                 return
             if not session.client.has_capability("IDLE"):
-                await self._call(session, asyncio.sleep(timeout), timeout + 1)
+                pause = min(timeout, self.settings.poll_seconds)
+                await self._call(session, asyncio.sleep(pause), pause + 1)
                 self._check(await self._call(session, session.client.noop()), "server_error")
                 return
             await self._idle(session, timeout)

@@ -247,9 +247,8 @@ class MailToRoom:
             url = await self._media.upload(cipher, "application/octet-stream", "", user_id=user)
             content["file"] = {**file_info, "url": url}
         else:
-            content["url"] = await self._media.upload(
-                f.data, f.content_type, f.filename, user_id=user
-            )
+            # No name in the upload: the query string is in the homeserver's access log.
+            content["url"] = await self._media.upload(f.data, f.content_type, "", user_id=user)
         await self._ghosts.send(ghost, room_id, content, txn)
 
     async def _receipt(self, mail: InboundMail, uidvalidity: int, uid: int) -> Outcome:

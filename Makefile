@@ -11,9 +11,9 @@ STAMP  := $(VENV)/.installed
 all: test
 
 help:
-	@echo "make demo             - start a throwaway Synapse + SantéGuard (SQLite) and show what it enforces;"
+	@echo "make demo             - start a throwaway Synapse + SantéGuard (SQLite) and show what it enforces"
+	@echo "                        and the mail bridge against a local MSSanté-like relay and Dovecot (installed if missing);"
 	@echo "                        its working directory is deleted when it stops (kept if it fails)"
-	@echo "                        with a local MSSanté-like relay and Dovecot for the mail bridge (installs Dovecot)"
 	@echo "                        (make demo DEMO_LANG=en for English, DEMO_ARGS=--keep to keep the directory)"
 	@echo "make test             - install, start PostgreSQL if needed, run ruff, mypy and the whole suite"
 	@echo "make bench            - transaction ingest benchmark (SQLite and PostgreSQL vs a bare handler)"

@@ -169,6 +169,7 @@ class SanteGuard:
             cfg,
             db=self.db,
             matrix=self.matrix,
+            enforcer=self.enforcer_matrix,
             crypto=self.crypto,
             session=self.session,
             verifications=self.verifications,

@@ -77,6 +77,7 @@ def build_mail(
     *,
     db: Database,
     matrix: MatrixClient,
+    enforcer: MatrixClient | None = None,
     crypto: BotDevice | None,
     session: aiohttp.ClientSession,
     verifications: VerificationStore,
@@ -189,7 +190,11 @@ def build_mail(
         on_result=on_result,
     )
     ghosts = Ghosts(
-        matrix, crypto, bot_username=config.appservice.bot_username, domain=config.homeserver.domain
+        matrix,
+        crypto,
+        bot_username=config.appservice.bot_username,
+        domain=config.homeserver.domain,
+        enforcer=enforcer,
     )
     to_room = MailToRoom(
         store,

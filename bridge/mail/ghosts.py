@@ -15,6 +15,8 @@ import hashlib
 import logging
 from typing import Any, Protocol
 
+from bridge.core.errors import TransientError
+
 log = logging.getLogger("santeguard.mail.ghosts")
 
 _SAFE = set("abcdefghijklmnopqrstuvwxyz0123456789._-/")
@@ -58,9 +60,16 @@ class RoomCrypto(Protocol):
 
 class Ghosts:
     def __init__(
-        self, bot: GhostMatrix, crypto: RoomCrypto | None, *, bot_username: str, domain: str
+        self,
+        bot: GhostMatrix,
+        crypto: RoomCrypto | None,
+        *,
+        bot_username: str,
+        domain: str,
+        enforcer: GhostMatrix | None = None,
     ) -> None:
         self._bot = bot
+        self._enforcer = enforcer
         self._crypto = crypto
         self._bot_username = bot_username
         self._domain = domain
@@ -80,10 +89,28 @@ class Ghosts:
             self._registered[user_id] = shown
         if (room_id, user_id) not in self._joined:
             if await self._bot.membership(room_id, user_id) != "join":
-                await self._bot.invite(room_id, user_id)
+                await self._invite(room_id, user_id)
                 await client.join(room_id)
             self._joined.add((room_id, user_id))
         return client
+
+    async def _invite(self, room_id: str, user_id: str) -> None:
+        """The bot invites; where the room asks more power to invite than the bot has (a
+        public room's preset: 50), the enforcement user, which holds 100 everywhere."""
+        try:
+            await self._bot.invite(room_id, user_id)
+        except TransientError:
+            raise
+        except Exception as e:
+            if self._enforcer is None:
+                raise
+            log.info(
+                "Bot cannot invite %s into %s (%s): the enforcement user does",
+                user_id,
+                room_id,
+                type(e).__name__,
+            )
+            await self._enforcer.invite(room_id, user_id)
 
     async def encrypted(self, room_id: str) -> bool:
         return self._crypto is not None and await self._crypto.is_encrypted(room_id)

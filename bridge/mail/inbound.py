@@ -219,7 +219,10 @@ class MailToRoom:
         lang = await self._rooms.language(room_id) or self._lang
         header = self._text.t("mail.xdm_listing", lang, count=len(package.documents))
         await self._ghosts.send(
-            ghost, room_id, _xdm_listing(header, package), txn_id(mail.message_id, part)
+            ghost,
+            room_id,
+            _xdm_listing(header, package, self._text.t("mail.bytes_unit", lang)),
+            txn_id(mail.message_id, part),
         )
         await self._audit.record(
             self._actor,
@@ -350,13 +353,13 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _xdm_listing(header: str, package: XdmPackage) -> dict[str, Any]:
+def _xdm_listing(header: str, package: XdmPackage, unit: str) -> dict[str, Any]:
     lines = [header]
     items = []
     for d in package.documents:
         title = d.title or d.path.rsplit("/", 1)[-1]
-        lines.append(f"• {title} — {d.mime_type}, {d.size} o, SHA-1 {d.sha1[:12]}…")
-        items.append(f"<li>{_escape(title)} — {_escape(d.mime_type)}, {d.size} o</li>")
+        lines.append(f"• {title} — {d.mime_type}, {d.size} {unit}, SHA-1 {d.sha1[:12]}…")
+        items.append(f"<li>{_escape(title)} — {_escape(d.mime_type)}, {d.size} {unit}</li>")
     html = f"<p>{_escape(lines[0])}</p><ul>{''.join(items)}</ul>"
     return {
         "msgtype": "m.notice",

@@ -11,6 +11,7 @@ backoff until ``give_up`` (RFC 5321 §4.5.4.1: days, not minutes); 5xx fails at 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -140,10 +141,18 @@ class OutboxStore:
         return out
 
     async def hold(self, mail: Claimed) -> bool:
-        """Renew the lease of a claimed mail just before sending it; False if it is no
-        longer ours to send: cancelled (`!sg mail unlink`) since the batch was claimed, or
-        the lease ran out while earlier mail of the batch was slow (another worker may be
-        sending it now)."""
+        """Just before sending: is this claimed mail still ours? False when it was cancelled
+        (`!sg mail unlink`) since the batch was claimed, or its lease ran out while earlier
+        mail of the batch was slow (another worker may be sending it now). With most of the
+        lease left this is a read (no commit per mail); past half, the lease is renewed."""
+        if mail.claimed_until - now_ms() > self._lease // 2:
+            still = await self.db.fetchval(
+                "SELECT 1 FROM mail_outbox WHERE event_id = $1 AND status = 'pending' "
+                "AND claimed_until = $2",
+                mail.event_id,
+                mail.claimed_until,
+            )
+            return still is not None
         row = await self.db.fetchval(
             "UPDATE mail_outbox SET claimed_until = $2 WHERE event_id = $1 AND "
             "status = 'pending' AND claimed_until = $3 AND claimed_until > $4 "
@@ -177,6 +186,17 @@ class OutboxStore:
             result.problem,
             now_ms(),
         )
+
+    async def finish_sent(self, done: Sequence[tuple[Claimed, SendResult]]) -> None:
+        """Mark a group of accepted mail sent, in one transaction (one commit per group)."""
+        now = now_ms()
+        async with write_transaction(self.db) as conn:
+            await conn.executemany(
+                "UPDATE mail_outbox SET status = 'sent', attempts = attempts + 1, "
+                "last_code = $2, last_reply = $3, problem = $4, done_at = $5, "
+                "claimed_until = NULL WHERE event_id = $1",
+                [(m.event_id, r.code, r.reply[:500], r.problem, now) for m, r in done],
+            )
 
     async def retry(self, mail: Claimed, result: SendResult, delay_s: float) -> None:
         await self.db.execute(
@@ -256,28 +276,31 @@ class OutboxWorker:
     async def run_due(self) -> float | None:
         """Deliver everything due now; return seconds until the next retry is due."""
         while claimed := await self._store.claim(self._batch):
-            for mail in claimed:
-                await self._deliver(mail)
+            sent = _SentGroups(self._store, self._events)
+            try:
+                for mail in claimed:
+                    await self._deliver(mail, sent)
+            finally:
+                await sent.wait()  # a batch's rows are recorded before the next claim
         return await self._store.next_due_in()
 
-    async def _deliver(self, mail: Claimed) -> None:
+    async def _deliver(self, mail: Claimed, sent: _SentGroups) -> None:
         if not await self._store.hold(mail):
             log.info("Mail %s not sent: cancelled or taken over", mail.message_id)
             return
         result = await self._sender.send(mail.raw, [mail.recipient])
         try:
-            await self._record(mail, result)
+            if result.outcome == "sent":
+                sent.add(mail, result)  # recorded while the next mail is sent
+            else:
+                await self._record(mail, result)
         finally:
             # Health and metrics after the row: their failure must not send it again.
             if self._on_result is not None:
-                await self._safely(self._on_result(result))
+                await _safely(self._on_result(result))
 
     async def _record(self, mail: Claimed, result: SendResult) -> None:
-        if result.outcome == "sent":
-            await self._store.finish(mail, "sent", result)
-            log.info("Mail %s accepted by the relay (%s)", mail.message_id, result.code)
-            await self._safely(self._events.delivered(mail, result))
-            return
+        """A refusal or a failure: the row (retry or failed) and the room, one by one."""
         now_s = now_ms() / 1000
         first = (mail.first_try_at or now_ms()) / 1000
         gave_up = result.outcome == "temporary" and self._schedule.given_up(first, now_s)
@@ -290,7 +313,7 @@ class OutboxWorker:
                 result.problem or "",
                 ", gave up" if gave_up else "",
             )
-            await self._safely(self._events.failed(mail, result, gave_up=gave_up))
+            await _safely(self._events.failed(mail, result, gave_up=gave_up))
             return
         delay = self._schedule.delay(mail.attempts + 1)
         await self._store.retry(mail, result, delay)
@@ -301,12 +324,56 @@ class OutboxWorker:
             result.problem or "",
             delay,
         )
-        await self._safely(self._events.retrying(mail, result, delay))
+        await _safely(self._events.retrying(mail, result, delay))
 
-    @staticmethod
-    async def _safely(aw: Awaitable[None]) -> None:
-        """A notice that cannot be posted must not make the mail be sent again."""
-        try:
-            await aw
-        except Exception as e:
-            log.warning("Could not report a mail's state: %s", type(e).__name__)
+
+class _SentGroups:
+    """Records accepted mail in groups while the worker sends the next (group commit).
+
+    Each mail's row costs a commit (an fsync on PostgreSQL) and its audit record another;
+    done one after the other they took most of the time per mail. Here the mail accepted
+    while a group is being committed forms the next group, and the audit records of a
+    group are written together (the audit log commits concurrent records at once). The
+    worker waits for every group before it claims more, so at most one claimed batch is
+    sent but not yet recorded: after a crash that batch is sent again, with the same
+    Message-IDs, as a single mail was before.
+    """
+
+    def __init__(self, store: OutboxStore, events: OutboxEvents) -> None:
+        self._store = store
+        self._events = events
+        self._pending: list[tuple[Claimed, SendResult]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, mail: Claimed, result: SendResult) -> None:
+        """Record ``mail`` soon; raises (nothing more is sent) if recording already failed."""
+        task = self._task
+        if task is not None and task.done() and not task.cancelled():
+            error = task.exception()
+            if error is not None:
+                raise error
+        self._pending.append((mail, result))
+        if task is None or task.done():
+            self._task = asyncio.create_task(self._run(), name="mail-outbox-sent")
+
+    async def _run(self) -> None:
+        while self._pending:
+            group, self._pending = self._pending, []
+            await self._store.finish_sent(group)
+            for mail, result in group:
+                log.info("Mail %s accepted by the relay (%s)", mail.message_id, result.code)
+            await asyncio.gather(*(_safely(self._events.delivered(m, r)) for m, r in group))
+
+    async def wait(self) -> None:
+        """Until every mail added is recorded; raises if recording failed. A cancelled
+        caller (shutdown) does not cancel a commit under way."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+
+async def _safely(aw: Awaitable[None]) -> None:
+    """A notice that cannot be posted must not make the mail be sent again."""
+    try:
+        await aw
+    except Exception as e:
+        log.warning("Could not report a mail's state: %s", type(e).__name__)

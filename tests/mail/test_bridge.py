@@ -326,3 +326,43 @@ async def test_inbound_read_receipt_marks_the_message_read(
         )
 
     await doctor.wait_until(read_by_ghost, timeout=60)
+
+
+async def test_reply_reaches_a_room_where_the_bot_may_not_invite(
+    mail_stack: Lab, doctor: NioPeer
+) -> None:
+    """A public room's preset asks power 50 to invite; the bot has 0: the enforcement user
+    (100 everywhere) invites the correspondent's ghost instead of the mail being lost."""
+    from nio import RoomCreateResponse, RoomPreset
+
+    stack, lab = mail_stack
+    resp = await doctor.client.room_create(
+        preset=RoomPreset.public_chat,
+        invite=[stack.bot_mxid],
+        initial_state=[
+            {
+                "type": "m.room.encryption",
+                "state_key": "",
+                "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+            }
+        ],
+    )
+    assert isinstance(resp, RoomCreateResponse)
+    room = str(resp.room_id)
+    await doctor.wait_for_member(room, stack.bot_mxid)
+    since = doctor.mark(room)
+    await doctor.send_text(room, f"!sg mail link {CORRESPONDENT}")
+    await doctor.wait_for(room, notice_from(stack.bot_mxid, CORRESPONDENT), since=since)
+    sent = await doctor.send_text(room, "Question publique")
+    out = await _until(
+        lambda: _outside_for(lab, message_id_for(sent, "cpts.mssante.test")), what="the mail"
+    )
+    since = doctor.mark(room)
+    await lab.reply(out, "Réponse dans un salon public")
+    got = await doctor.wait_for(
+        room,
+        lambda e: isinstance(e, RoomMessageText) and "salon public" in e.body,
+        since=since,
+        timeout=60,
+    )
+    assert got.sender.startswith("@santeguard_mail_")

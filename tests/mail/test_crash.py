@@ -65,7 +65,11 @@ Lab = tuple[DevStack, MailLab]
 MAILS = 1000
 DOMAIN = MAILBOX.split("@")[1]
 PEER_DOMAIN = "chu-exemple.mssante.test"
-SENDERS = 4  # concurrent sends by the practitioner's client
+ROOMS = 3  # linked rooms the outbound messages are spread over
+SENDERS = 3  # concurrent sends per room by the practitioner's client
+# SIGKILL once this many distinct mails reached the relay: between two mails, or while
+# the relay takes one (accepted, but SantéGuard never hears the reply: sent again).
+KILLS = ((100, False), (550, True))
 CLAIM_SECONDS = 3  # mail.claim_seconds: a killed process's claims end this fast
 PATIENCE = 180.0  # upper bound of every wait (a loaded machine is slow, not wrong)
 
@@ -94,6 +98,7 @@ class Child:
         self.db: Database | None = None
         data = _plain(stack.config().model_dump())
         data["mail"].update(notify_sent=False, claim_seconds=CLAIM_SECONDS)
+        data["logging"]["level"] = os.environ.get("H_CRASH_LOG", "INFO")
         self.config = workdir / "santeguard.yaml"
         fd = os.open(self.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -192,6 +197,7 @@ class RelayWatch:
         self._recipient = recipient
         self._read = 0
         self.ids: list[str] = []
+        self.cut: list[str] = []  # mails taken by the relay while SantéGuard was killed
 
     def distinct(self) -> int:
         messages = self._relay.messages
@@ -202,25 +208,52 @@ class RelayWatch:
         self._read = len(messages)
         return len(set(self.ids))
 
+    async def kill_during_data(self, threshold: int, child: Child) -> None:
+        """SIGKILL ``child`` once ``threshold`` mails arrived, in the middle of the next
+        mail's DATA: the relay keeps the mail, SantéGuard never gets the 250 reply."""
+        relay = self._relay
+        original = relay.deliver
+        killed = asyncio.Event()
+
+        async def deliver(data: bytes, mail_from: str, rcpts: list[str]) -> None:
+            if self._recipient in rcpts and not killed.is_set() and self.distinct() >= threshold:
+                assert child.proc is not None
+                child.proc.kill()  # our child, by its pid
+                found = _MESSAGE_ID.search(data)
+                self.cut.append(found.group(1).decode() if found else "")
+                killed.set()
+            if original is not None:
+                await original(data, mail_from, rcpts)
+
+        relay.deliver = deliver
+        try:
+            await asyncio.wait_for(killed.wait(), PATIENCE)
+        finally:
+            relay.deliver = original
+
 
 def _text(i: int) -> str:
     # Short texts are not searched for by the log scan (tests/logscan.py, MIN_TEXT_LEN).
     return f"Message de test n°{i} {secrets.token_hex(4)}" if i % 50 == 0 else f"m{i}"
 
 
-async def _send_all(peer: NioPeer, room: str, up: asyncio.Event, sent: list[str]) -> None:
-    """Send MAILS texts, SENDERS at a time, while ``up`` (the gate fails closed while
-    SantéGuard is down). A failed send is retried with its transaction ID: Synapse
-    answers a repeat of one that was stored with the same event."""
+async def _send_all(peer: NioPeer, rooms: list[str], up: asyncio.Event, sent: list[str]) -> None:
+    """Send MAILS texts over ``rooms`` (Synapse creates one room's events one at a time),
+    SENDERS per room, while ``up``: the gate fails closed while SantéGuard is down. A
+    failed send is retried with its transaction ID (Synapse answers a repeat of one it
+    stored with the same event)."""
     numbers = iter(range(MAILS))
 
-    async def sender() -> None:
+    async def sender(room: str) -> None:
         for i in numbers:
             content = {"msgtype": "m.text", "body": _text(i)}
             for _ in range(100):
                 await up.wait()
                 resp = await peer.client.room_send(
-                    room, "m.room.message", content, tx_id=f"crash-{i}",
+                    room,
+                    "m.room.message",
+                    content,
+                    tx_id=f"crash-{i}",
                     ignore_unverified_devices=True,
                 )
                 if not isinstance(resp, RoomSendError):
@@ -230,7 +263,7 @@ async def _send_all(peer: NioPeer, room: str, up: asyncio.Event, sent: list[str]
             else:
                 raise AssertionError(f"message {i} could not be sent")
 
-    await asyncio.gather(*(sender() for _ in range(SENDERS)))
+    await asyncio.gather(*(sender(room) for room in rooms for _ in range(SENDERS)))
 
 
 async def test_outbound_sigkilled_twice_loses_and_duplicates_nothing(
@@ -240,28 +273,40 @@ async def test_outbound_sigkilled_twice_loses_and_duplicates_nothing(
     address = f"crash.out.{secrets.token_hex(3)}@{PEER_DOMAIN}"
     peer, _ = await _doctor(stack, tmp_path / "doc")
     async with peer:
-        room = await _linked_room(stack, peer, address)
+        rooms = [await _linked_room(stack, peer, address) for _ in range(ROOMS)]
         db = await child.takeover()
         outbox = OutboxStore(db)
         relay = RelayWatch(lab, address)
         up, sent = asyncio.Event(), []
         up.set()
         started = time.monotonic()
-        sending = asyncio.create_task(_send_all(peer, room, up, sent))
+        sending = asyncio.create_task(_send_all(peer, rooms, up, sent))
+
+        async def sent_and_recorded() -> int:
+            counts = [await outbox.counts(room) for room in rooms]
+            return sum(c.get("sent", 0) for c in counts) if all(
+                set(c) <= {"sent"} for c in counts
+            ) else -1
+
         try:
-            kills: list[tuple[int, int]] = []  # (distinct received before, sent before)
-            for threshold in (100, 550):
+            kills: list[tuple[int, float]] = []  # (distinct at the relay, seconds down)
+            for threshold, during_data in KILLS:
 
                 async def enough(threshold: int = threshold) -> bool:
                     if sending.done():
                         sending.result()  # raise what the sender raised
                     return relay.distinct() >= threshold
 
-                await _until(enough, f"{threshold} mails at the relay")
+                if during_data:  # the relay takes a mail, SantéGuard dies before the reply
+                    await relay.kill_during_data(threshold, child)
+                else:
+                    await _until(enough, f"{threshold} mails at the relay")
                 up.clear()
                 await child.sigkill()
-                kills.append((relay.distinct(), len(sent)))
+                down = time.monotonic()
+                kills.append((relay.distinct(), 0.0))
                 await child.start()
+                kills[-1] = (kills[-1][0], round(time.monotonic() - down, 1))
                 up.set()
             await sending
             sent_s = time.monotonic() - started
@@ -269,8 +314,7 @@ async def test_outbound_sigkilled_twice_loses_and_duplicates_nothing(
             assert len(sent) == len(expected) == MAILS
 
             async def all_sent() -> bool:
-                counts = await outbox.counts(room)
-                return relay.distinct() >= MAILS and counts == {"sent": MAILS}
+                return relay.distinct() >= MAILS and await sent_and_recorded() == MAILS
 
             await _until(all_sent, "every mail sent and recorded")
             total_s = time.monotonic() - started
@@ -281,9 +325,117 @@ async def test_outbound_sigkilled_twice_loses_and_duplicates_nothing(
         await asyncio.sleep(CLAIM_SECONDS + 1)  # nothing else comes in late
         relay.distinct()
         assert set(relay.ids) == expected, "lost or unexpected Message-IDs"
-        assert await outbox.counts(room) == {"sent": MAILS}
-        resent = len(relay.ids) - MAILS
+        assert await sent_and_recorded() == MAILS
+        resent = sorted(m for m in set(relay.ids) if relay.ids.count(m) > 1)
+        # The mail the relay took while SantéGuard died is sent again, once, same ID.
+        assert relay.cut and all(relay.ids.count(m) == 2 for m in relay.cut)
         await child.close()
-    _figure(f"outbound kills at (distinct at relay, sent by the peer)", kills)
-    _figure("outbound re-sends (same Message-ID, after a kill)", resent)
-    _figure("outbound time: all sent by the peer / all at the relay (s)", (round(sent_s), round(total_s)))
+    _figure("outbound kills (distinct Message-IDs at the relay, seconds down)", kills)
+    _figure("outbound re-sent (same Message-ID, after a kill)", len(relay.ids) - MAILS)
+    _figure("outbound Message-IDs received twice", resent)
+    _figure("outbound time: all sent / all at the relay (s)", (round(sent_s), round(total_s)))
+
+
+# -- inbound ----------------------------------------------------------------------------
+
+SENDER = f"dr.crash@{PEER_DOMAIN}"
+
+
+def _inbound(i: int, to: str, run: str) -> bytes:
+    """One correspondent's mail to the room's tagged address (how replies come back)."""
+    return (
+        f"From: Dr Crash <{SENDER}>\r\nTo: {to}\r\nSubject: r{i}\r\n"
+        f"Date: {format_datetime(datetime.now(UTC))}\r\n"
+        f"Message-ID: <crash.{run}.{i}@{PEER_DOMAIN}>\r\nMIME-Version: 1.0\r\n"
+        f"Content-Type: text/plain; charset=utf-8\r\n\r\nr{i}\r\n"
+    ).encode()
+
+
+async def _ghost_events(client: SimpleClient, room: str, ghost: str) -> list[str]:
+    """IDs of the room's events sent by ``ghost``, from the homeserver (``/messages``)."""
+    found: list[str] = []
+    token = ""
+    while True:
+        path = f"/rooms/{quote(room)}/messages?dir=b&limit=500"
+        data = await client.request("GET", path + (f"&from={quote(token)}" if token else ""))
+        chunk = data.get("chunk", [])
+        found += [
+            str(e["event_id"])
+            for e in chunk
+            if e.get("sender") == ghost and e.get("type") == "m.room.encrypted"
+        ]
+        if not chunk or not data.get("end"):
+            return found
+        token = str(data["end"])
+
+
+async def test_inbound_cut_connections_and_sigkill_post_each_mail_once(
+    mail_stack: Lab, child: Child, tmp_path: Path
+) -> None:
+    stack, lab = mail_stack
+    dovecot = lab.dovecot
+    assert dovecot is not None
+    peer, token = await _doctor(stack, tmp_path / "doc")
+    async with peer:  # only to link the room (the command is encrypted)
+        room = await _linked_room(stack, peer, f"crash.in.{secrets.token_hex(3)}@{PEER_DOMAIN}")
+    run = secrets.token_hex(4)
+    to = tagged_address(MAILBOX, room_tag(room))
+    mails = [_inbound(i, to, run) for i in range(MAILS)]
+    db = await child.takeover()
+
+    async def posted() -> int:
+        return int(
+            await db.fetchval(
+                "SELECT COUNT(*) FROM mail_inbound WHERE status = 'posted' AND message_id LIKE $1",
+                f"<crash.{run}.%",
+            )
+        )
+
+    async def cut_kick() -> None:
+        await dovecot.kill_connections()
+
+    async def cut_restart() -> None:
+        await dovecot.restart()
+
+    async def cut_sigkill() -> None:
+        await child.sigkill()
+        await child.start()
+
+    # (mails delivered before, posted count to wait for, then the cut)
+    plan: list[tuple[int, int, Callable[[], Awaitable[None]]]] = [
+        (150, 50, cut_kick),
+        (350, 200, cut_kick),
+        (550, 400, cut_restart),
+        (750, 600, cut_sigkill),
+        (900, 800, cut_kick),
+    ]
+    started = time.monotonic()
+    delivered = 0
+    for upto, wanted, cut in plan:
+        for raw in mails[delivered:upto]:
+            await dovecot.deliver(raw, sender=SENDER)
+        delivered = upto
+        await _until(lambda wanted=wanted: _at_least(posted, wanted), f"{wanted} mails posted")
+        await cut()
+    for raw in mails[delivered:]:
+        await dovecot.deliver(raw, sender=SENDER)
+    await _until(lambda: _at_least(posted, MAILS), "every mail posted")
+    total_s = time.monotonic() - started
+
+    rows = await db.fetch(
+        "SELECT message_id, status, event_id FROM mail_inbound WHERE message_id LIKE $1",
+        f"<crash.{run}.%",
+    )
+    assert len(rows) == MAILS and {r["status"] for r in rows} == {"posted"}
+    recorded = {str(r["event_id"]) for r in rows}
+    ghost = f"@{ghost_localpart('santeguard', SENDER)}:{stack.server_name}"
+    async with SimpleClient(stack.synapse.base_url, peer.user_id, token) as client:
+        events = await _ghost_events(client, room, ghost)
+    assert len(events) == MAILS, f"{len(events)} events from the ghost for {MAILS} mails"
+    assert set(events) == recorded
+    await child.close()
+    _figure("inbound time: 1,000 mails posted through 5 cuts (s)", round(total_s))
+
+
+async def _at_least(count: Callable[[], Awaitable[int]], wanted: int) -> bool:
+    return await count() >= wanted

@@ -14,23 +14,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from nio import RoomInviteError, RoomMessageNotice
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from mautrix.util.async_db import Database
+from nio import RoomInviteError, RoomKickError, RoomMessageNotice
 from prometheus_client.parser import text_string_to_metric_families
 
+from bridge.db.txn import write_transaction
+from bridge.devtools.mailcerts import Pki
 from bridge.devtools.maillab import CORRESPONDENT, MailLab
 from bridge.devtools.mailserver import RelayServer
 from bridge.devtools.nio_peer import NioPeer, notice_from
 from bridge.devtools.people import practitioner
 from bridge.devtools.stack import DevStack
 from bridge.gate.policy import RoomPolicy
-from bridge.mail.policy import message_id_for
+from bridge.mail.outbox import Claimed, OutboxStore, OutboxWorker, QueuedMail
+from bridge.mail.policy import RetrySchedule, message_id_for
+from bridge.mail.smtp import SendResult
 from bridge.mail.text import CATALOG
 
 pytestmark = pytest.mark.synapse
@@ -42,6 +52,7 @@ TIMEOUT = 30.0
 # mail_config(): retry_base_seconds=1. A retry the worker wrongly scheduled would run
 # after 1 s; waiting three times that leaves no room for one to hide.
 NO_RETRY_WAIT = 3.0
+EXPIRY_METRIC = "santeguard_mail_client_cert_expiry_timestamp_seconds"
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -120,16 +131,24 @@ class Endpoints:
         async with aiohttp.ClientSession() as http, http.get(f"{self.base}/ready") as resp:
             return resp.status, await resp.json()
 
-    async def mail_problems(self) -> dict[tuple[str, str], float]:
-        """``santeguard_mail_problem`` samples, by (channel, problem)."""
+    async def samples(self, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+        """The samples of metric ``name`` on ``/metrics``, by their sorted labels."""
         async with aiohttp.ClientSession() as http, http.get(f"{self.base}/metrics") as resp:
             text = await resp.text()
-        out: dict[tuple[str, str], float] = {}
-        for family in text_string_to_metric_families(text):
-            if family.name == "santeguard_mail_problem":
-                for sample in family.samples:
-                    out[(sample.labels["channel"], sample.labels["problem"])] = sample.value
-        return out
+        return {
+            tuple(sorted(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name
+        }
+
+    async def mail_problems(self) -> dict[tuple[str, str], float]:
+        """``santeguard_mail_problem`` samples, by (channel, problem)."""
+        found = await self.samples("santeguard_mail_problem")
+        return {(dict(k)["channel"], dict(k)["problem"]): v for k, v in found.items()}
+
+    async def client_cert_expiry(self) -> float | None:
+        return (await self.samples(EXPIRY_METRIC)).get(())
 
 
 def endpoints(stack: DevStack) -> Endpoints:
@@ -299,6 +318,152 @@ async def test_permanent_refusal_fails_at_once_without_retry(
     assert "550 5.1.1 user unknown" in queue
 
 
+async def test_unlinking_stops_mail_still_waiting_for_the_relay(
+    mail_stack: Lab, doctor: NioPeer
+) -> None:
+    """`!sg mail unlink` says nothing leaves any more: a mail queued to the wrong address
+    while the relay was down must not go out when the relay comes back."""
+    stack, lab = mail_stack
+    assert stack.santeguard is not None
+    bot, relay = stack.bot_mxid, relay_of(lab)
+    room = await linked_room(stack, doctor)
+
+    await relay.pause()
+    try:
+        since = doctor.mark(room)
+        event = await doctor.send_text(room, "Message parti vers une adresse erronée")
+        await doctor.wait_for(room, reply_notice(bot, event, "↻"), since=since, timeout=TIMEOUT)
+        await command(doctor, bot, room, "!sg mail unlink", CORRESPONDENT)
+        before = relay.mail_commands
+    finally:
+        await relay.resume()
+
+    # Past the moment the retry was due, and one more run of the job: nothing is sent.
+    row = await stack.santeguard.db.fetchrow(
+        "SELECT due_at FROM mail_outbox WHERE event_id = $1", event
+    )
+    assert row is not None
+    await asyncio.sleep(max(0.0, int(row["due_at"]) / 1000 - time.time()) + 1)
+    await outbox_job(stack)()
+    assert relay.mail_commands == before
+    assert message_id_for(event, DOMAIN) not in relay.message_ids()
+    done = await outbox_row(stack, event)
+    assert done is not None and done["status"] == "cancelled"
+    queue = await command(doctor, bot, room, "!sg mail queue", CORRESPONDENT)
+    assert FR["mail.queue_cancelled"].format(to=CORRESPONDENT) in queue.splitlines()
+    audit = await stack.santeguard.audit.recent(50, room_id=room)
+    assert [e.details.get("cancelled") for e in audit if e.action == "mail.unlinked"] == [1]
+
+
+async def test_failure_is_alerted_even_when_the_room_cannot_be_told(
+    mail_stack: Lab, doctor: NioPeer, alerts: AlertLog
+) -> None:
+    """The bot was removed from the room while the mail waited: the room notice cannot be
+    posted, and the admins must still hear of the failure."""
+    stack, lab = mail_stack
+    sg, bot, relay = stack.santeguard, stack.bot_mxid, relay_of(lab)
+    assert sg is not None
+    room = await linked_room(stack, doctor)
+    told = alerts.mark()
+
+    await relay.pause()
+    try:
+        since = doctor.mark(room)
+        event = await doctor.send_text(room, "Compte rendu en attente du relais")
+        await doctor.wait_for(room, reply_notice(bot, event, "↻"), since=since, timeout=TIMEOUT)
+        kicked = await doctor.client.room_kick(room, bot, reason="plus besoin du robot")
+        assert not isinstance(kicked, RoomKickError), kicked
+        await _until(lambda: not sg.rooms.is_joined(room), what="the bot to be out")
+        relay.reject_next(550, "5.1.1 user unknown")
+    finally:
+        await relay.resume()
+
+    message_id = message_id_for(event, DOMAIN)
+
+    async def failed() -> bool:
+        row = await outbox_row(stack, event)
+        return row is not None and row["status"] == "failed"
+
+    await _until(failed, what="the permanent failure")
+    await _until(
+        lambda: alerts.matching("550 5.1.1 user unknown", message_id, since=told),
+        what="the failure alert",
+    )
+
+
+# -- the worker sends only what it still holds (both databases, no servers) -----------
+
+
+class _Relay:
+    """A relay stand-in that accepts everything; ``during`` runs inside the first send."""
+
+    def __init__(self, during: Callable[[], Awaitable[object]] | None = None) -> None:
+        self.sent: list[bytes] = []
+        self._during = during
+
+    async def send(self, raw: bytes, recipients: Sequence[str]) -> SendResult:
+        self.sent.append(raw)
+        during, self._during = self._during, None
+        if during is not None:
+            await during()
+        return SendResult("sent", 250, "2.0.0 OK", None)
+
+
+class _NoEvents:
+    async def delivered(self, mail: Claimed, result: SendResult) -> None:
+        pass
+
+    async def retrying(self, mail: Claimed, result: SendResult, delay_s: float) -> None:
+        pass
+
+    async def failed(self, mail: Claimed, result: SendResult, *, gave_up: bool) -> None:
+        pass
+
+
+async def _queue(db: Database, room: str, *names: str) -> None:
+    async with write_transaction(db) as conn:
+        for name in names:
+            mail = QueuedMail(f"${name}", room, f"<{name}@t>", "@d:t", CORRESPONDENT, name.encode())
+            assert await OutboxStore.enqueue(conn, mail)
+
+
+async def _statuses(db: Database) -> dict[str, str]:
+    rows = await db.fetch("SELECT event_id, status FROM mail_outbox")
+    return {str(r["event_id"]).lstrip("$"): str(r["status"]) for r in rows}
+
+
+async def test_unlink_during_a_batch_stops_the_rest_of_it(db: Database) -> None:
+    """`!sg mail unlink` while the worker is sending a claimed batch: what was not sent
+    yet is not sent (the mail on the wire when it came is the relay's already)."""
+    store = OutboxStore(db)
+    await _queue(db, "!a:t", "a0", "a1", "a2")
+    await _queue(db, "!b:t", "b0")
+    relay = _Relay(during=lambda: store.cancel("!a:t"))
+    await OutboxWorker(store, relay, _NoEvents(), RetrySchedule(base_seconds=1)).run_due()
+    assert relay.sent == [b"a0", b"b0"]
+    assert await _statuses(db) == {
+        "a0": "sent",
+        "a1": "cancelled",
+        "a2": "cancelled",
+        "b0": "sent",
+    }
+
+
+async def test_a_lease_that_ran_out_is_not_used_and_one_half_spent_is_renewed(
+    db: Database,
+) -> None:
+    store = OutboxStore(db, lease_ms=1000)
+    await _queue(db, "!a:t", "m0", "m1")
+    first, second = await store.claim(10)
+    assert await store.hold(first)  # fresh: still ours
+    await asyncio.sleep(0.6)
+    assert await store.hold(first)  # past half: renewed...
+    await asyncio.sleep(0.5)
+    # ...so another worker cannot take it; the other lease ran out and it can.
+    assert [c.event_id for c in await store.claim(10)] == [second.event_id]
+    assert not await store.hold(second)  # ours no more: another worker may be sending it
+
+
 # -- who may write outside (both databases) --------------------------------------------
 
 
@@ -343,14 +508,15 @@ async def test_only_verified_practitioners_messages_leave(mail_stack: Lab, docto
 
 @dataclass
 class Broken:
-    """A SantéGuard whose relay connection cannot be set up, and the relay it points at."""
+    """A SantéGuard with a certificate or relay problem, and the relay it points at."""
 
     stack: DevStack
     relay: RelayServer
     expected: dict[str, str]  # channel -> problem code
+    client_cert: Path
 
 
-EXPECTED = {
+FAILING = {
     # Our certificate expired: seen locally, and the relay refuses the handshake.
     "expired_client_cert": {"certificate": "client_cert_expired", "smtp": "client_cert_refused"},
     # The relay's certificate chains to another CA than the pinned one.
@@ -358,36 +524,78 @@ EXPECTED = {
     # The relay offers no STARTTLS: nothing may be said in clear.
     "no_starttls": {"smtp": "no_starttls"},
 }
+# A certificate expiring within 30 days: a warning, mail still flows.
+EXPIRING = {"certificate": "client_cert_expires_soon"}
+
+
+def issue_client_cert(pki: Pki, directory: Path, days: float) -> tuple[Path, Path]:
+    """A client certificate from the test CA (same subject) expiring in ``days``."""
+    ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    client = x509.load_pem_x509_certificate(pki.client_cert.read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(client.subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "expiring.crt", directory / "expiring.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+def not_after(path: Path) -> float:
+    return x509.load_pem_x509_certificate(path.read_bytes()).not_valid_after_utc.timestamp()
 
 
 @pytest.fixture(scope="module")
 async def broken(
     tmp_path_factory: pytest.TempPathFactory, alerts: AlertLog
 ) -> AsyncIterator[dict[str, Broken]]:
-    """One mail service, three SantéGuards (with their homeservers), started together."""
+    """One mail service, four SantéGuards (with their homeservers) started together, each
+    with a relay of its own so what reaches a relay is that SantéGuard's doing."""
     workdir = tmp_path_factory.mktemp("mail-broken")
     lab = MailLab(workdir / "mail")
     await lab.start()
     assert lab.pki is not None
     pki = lab.pki
-    foreign = RelayServer(pki, server_cert=(pki.foreign_server_cert, pki.foreign_server_key))
-    plain = RelayServer(pki, mode="plain")
+    relays = {
+        "expired_client_cert": RelayServer(pki),
+        "foreign_ca": RelayServer(
+            pki, server_cert=(pki.foreign_server_cert, pki.foreign_server_key)
+        ),
+        "no_starttls": RelayServer(pki, mode="plain"),
+    }
     stacks: dict[str, DevStack] = {}
     try:
-        await foreign.start()
-        await plain.start()
-        setups = {
-            "expired_client_cert": (
-                relay_of(lab),
-                lab.mail_config(
-                    client_cert=str(pki.expired_client_cert),
-                    client_key=str(pki.expired_client_key),
-                ),
-            ),
-            "foreign_ca": (foreign, lab.mail_config(smtp_port=foreign.port)),
-            "no_starttls": (plain, lab.mail_config(smtp_port=plain.port)),
+        for relay in relays.values():
+            await relay.start()
+        relays["expiring_client_cert"] = relay_of(lab)  # delivers like the real one
+        expiring = issue_client_cert(pki, workdir, days=10)
+        certs = {
+            "expired_client_cert": (pki.expired_client_cert, pki.expired_client_key),
+            "expiring_client_cert": expiring,
         }
-        for name, (_, mail) in setups.items():
+        for name, relay in relays.items():
+            cert, key = certs.get(name, (pki.client_cert, pki.client_key))
+            mail = lab.mail_config(smtp_port=relay.port, client_cert=str(cert), client_key=str(key))
             stacks[name] = DevStack(
                 workdir / name,
                 db_uri=f"sqlite:///{workdir / name / 'santeguard.db'}",
@@ -401,27 +609,47 @@ async def broken(
             if isinstance(outcome, BaseException):
                 raise outcome
         yield {
-            name: Broken(stacks[name], relay, EXPECTED[name]) for name, (relay, _) in setups.items()
+            name: Broken(
+                stacks[name],
+                relay,
+                FAILING.get(name, EXPIRING),
+                certs.get(name, (pki.client_cert, pki.client_key))[0],
+            )
+            for name, relay in relays.items()
         }
     finally:
         await asyncio.gather(*(s.stop() for s in stacks.values()), return_exceptions=True)
-        await plain.stop()
-        await foreign.stop()
+        for name, relay in relays.items():
+            if name != "expiring_client_cert":
+                await relay.stop()
         await lab.stop()
 
 
-@pytest.mark.parametrize("case", list(EXPECTED))
+async def until_reported(b: Broken) -> None:
+    """The probe (run at start) has reported the stack's expected problems."""
+    assert b.stack.santeguard is not None and b.stack.santeguard.mail.health is not None
+    health = b.stack.santeguard.mail.health
+    await _until(
+        lambda: all(health.problem(c) == p for c, p in b.expected.items()),
+        what=f"the probe to report {b.expected}",
+    )
+
+
+def status_line(channel: str, problem: str) -> str:
+    return FR["mail.status_problem"].format(channel=channel, problem=FR[f"mail.problem.{problem}"])
+
+
+def alert_text(channel: str, problem: str) -> str:
+    return FR[f"alert.mail_problem.{problem}"].format(channel=channel)
+
+
+@pytest.mark.parametrize("case", list(FAILING))
 async def test_tls_problem_is_reported_everywhere_and_nothing_leaves(
     broken: dict[str, Broken], case: str, alerts: AlertLog, tmp_path: Path
 ) -> None:
     b = broken[case]
     stack, bot, expected = b.stack, b.stack.bot_mxid, b.expected
-    assert stack.santeguard is not None and stack.santeguard.mail.health is not None
-    health = stack.santeguard.mail.health
-    await _until(
-        lambda: all(health.problem(c) == p for c, p in expected.items()),
-        what=f"the probe to report {expected}",
-    )
+    await until_reported(b)
 
     # A practitioner's message: kept in the queue, the room told why.
     peer = await new_doctor(stack, tmp_path / "doc", time.monotonic_ns() % 10_000_000)
@@ -435,10 +663,7 @@ async def test_tls_problem_is_reported_everywhere_and_nothing_leaves(
         assert FR[f"mail.problem.{expected['smtp']}"] in notice.body
         status = await command(peer, bot, room, "!sg mail status", "⚠")
         for channel, problem in expected.items():
-            line = FR["mail.status_problem"].format(
-                channel=channel, problem=FR[f"mail.problem.{problem}"]
-            )
-            assert line in status.splitlines()
+            assert status_line(channel, problem) in status.splitlines()
         row = await outbox_row(stack, event)
         assert row is not None
         assert (row["status"], row["problem"]) == ("pending", expected["smtp"])
@@ -455,10 +680,37 @@ async def test_tls_problem_is_reported_everywhere_and_nothing_leaves(
         assert problems[(channel, problem)] == 1.0
     if "certificate" not in expected:
         assert not [k for k, v in problems.items() if k[0] == "certificate" and v]
+    assert await api.client_cert_expiry() == not_after(b.client_cert)
     for channel, problem in expected.items():
-        alert = FR[f"alert.mail_problem.{problem}"].format(channel=channel)
-        assert len(alerts.matching(alert)) == 1, (alert, alerts.texts)
+        assert len(alerts.matching(alert_text(channel, problem))) == 1, alerts.texts
 
     # Nothing reached the relay's MAIL command: in particular never in clear.
     assert b.relay.mail_commands == 0
     assert b.relay.messages == []
+
+
+async def test_client_cert_expiring_soon_is_a_warning_and_mail_flows(
+    broken: dict[str, Broken], alerts: AlertLog, tmp_path: Path
+) -> None:
+    b = broken["expiring_client_cert"]
+    stack, bot = b.stack, b.stack.bot_mxid
+    await until_reported(b)
+    peer = await new_doctor(stack, tmp_path / "doc", time.monotonic_ns() % 10_000_000)
+    try:
+        room = await linked_room(stack, peer)
+        since = peer.mark(room)
+        event = await peer.send_text(room, "Courrier envoyé avec un certificat bientôt expiré")
+        await peer.wait_for(room, reply_notice(bot, event, "✓"), since=since, timeout=TIMEOUT)
+        status = await command(peer, bot, room, "!sg mail status", "⚠")
+        assert status_line("certificate", "client_cert_expires_soon") in status.splitlines()
+    finally:
+        await peer.stop()
+    assert b.relay.message_ids().count(message_id_for(event, DOMAIN)) == 1
+
+    api = endpoints(stack)
+    code, ready = await api.ready()
+    assert (code, ready["checks"]["mail"]) == (200, True)
+    problems = await api.mail_problems()
+    assert problems[("certificate", "client_cert_expires_soon")] == 1.0
+    assert await api.client_cert_expiry() == not_after(b.client_cert)
+    assert len(alerts.matching(alert_text("certificate", "client_cert_expires_soon"))) == 1

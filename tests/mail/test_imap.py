@@ -200,6 +200,22 @@ async def test_polls_when_the_server_has_no_idle(dovecot: Dovecot, mailbox: Imap
     assert len(await mailbox.uids_after(last)) == 1
 
 
+async def test_without_idle_it_polls_every_poll_seconds_not_idle_seconds(
+    dovecot: Dovecot, pki: Pki
+) -> None:
+    """`mail.poll_seconds` is how often a server without IDLE is asked (NOOP), not the
+    much longer IDLE renewal period."""
+    box = ImapMailbox(_settings(dovecot, pki, idle_seconds=300, poll_seconds=0.3))
+    try:
+        await box.connect()
+        box._session.client.protocol.capabilities.discard("IDLE")  # type: ignore[union-attr]
+        started = time.monotonic()
+        await asyncio.wait_for(box.wait(300), WAIT_LIMIT)
+        assert time.monotonic() - started < 2
+    finally:
+        await box.close()
+
+
 async def test_restart_breaks_the_session_and_reconnect_continues(
     dovecot: Dovecot, mailbox: ImapMailbox
 ) -> None:

@@ -82,6 +82,11 @@ class MailHealth:
         log.warning("Mail %s problem: %s", channel, problem)
         await self._alerts.alert(f"alert.mail_problem.{problem_code(problem)}", channel=channel)
 
+    def report_body(self) -> dict[str, object]:
+        """For ``/ready``'s body: each channel's problem code (None when healthy)."""
+        ok = all(p in WARNINGS for p in self.problems().values())
+        return {"ok": ok, "problems": dict(self._problems)}
+
     async def ready(self) -> bool:
         """For ``/ready``: False while a channel has a problem that stops mail (a
         certificate expiring next month is a warning, not an outage)."""

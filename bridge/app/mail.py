@@ -276,7 +276,7 @@ def build_mail(
             Job(
                 "mail_probe",
                 _none(probe),
-                interval_seconds=60,  # a recovered relay or renewed certificate shows within a minute
+                interval_seconds=60,  # a recovered relay shows within a minute
                 retry_seconds=60,
                 first_delay_seconds=0,
             ),

@@ -5,12 +5,16 @@ database. A mail is handled (posted, quarantined or refused, and recorded) befor
 last UID moves past it; a crash in between fetches it again and its Message-ID, already
 recorded, stops a second post. A new UIDVALIDITY (the folder was rebuilt) starts over
 from UID 1, with the same protection. Between rounds the connection waits in IDLE (or
-polls, where the server has no IDLE); a lost connection is reopened on the next round.
+polls, where the server has no IDLE). A connection that was working (it handled mail or
+completed a wait, or has been up a while) and is lost (a server restart, a network blip,
+an idle cut) is reopened at once without alarming anyone; one that cannot be opened, or
+breaks before doing anything, is reported and retried later (no tight reconnect loop).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -22,6 +26,8 @@ log = logging.getLogger("santeguard.mail.inbox")
 
 Handler = Callable[[bytes, int, int], Awaitable[object]]
 ProblemReport = Callable[[str | None], Awaitable[None]]
+
+STABLE_SECONDS = 60.0  # a connection up this long that breaks is reopened at once
 
 
 class Mailbox(Protocol):
@@ -74,6 +80,8 @@ class InboxWatcher:
         self._box: Mailbox | None = None
         self._uidvalidity = 0
         self._last = 0
+        self._opened_at = 0.0  # time.monotonic() of the current connection
+        self._worked = False  # the current connection handled mail or completed a wait
 
     async def round(self) -> float:
         """Handle new mail, then wait for more; raise (the scheduler retries) on failure."""
@@ -84,10 +92,18 @@ class InboxWatcher:
                 await self._handler(raw, self._uidvalidity, uid)
                 self._last = uid
                 await self._state.set(self._uidvalidity, uid)
+                self._worked = True
             await self._report(None)
             await box.wait(self._wait)
+            self._worked = True
         except MailboxUnavailable as e:
+            was_working = self._box is not None and (
+                self._worked or time.monotonic() - self._opened_at >= STABLE_SECONDS
+            )
             await self._drop()
+            if was_working:
+                log.info("IMAP connection lost (%s); reconnecting", e.problem)
+                return 0.0
             await self._report(e.problem)
             raise
         except BaseException:
@@ -114,6 +130,8 @@ class InboxWatcher:
             stored = (uidvalidity, 0)
         self._uidvalidity, self._last = stored
         self._box = box
+        self._opened_at = time.monotonic()
+        self._worked = False
         return box
 
     async def _drop(self) -> None:

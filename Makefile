@@ -20,6 +20,7 @@ help:
 	@echo "make bench-directory  - Annuaire Santé extract import benchmark (2 million lines)"
 	@echo "make bench-gate       - gate benchmark: callback latency, Synapse join cost, backstop reaction"
 	@echo "make bench-unverify   - \`!sg unverify\` to removal from 50 protected rooms (SQLite, PostgreSQL)"
+	@echo "make bench-mail       - mail bridge: Matrix to SMTP latency and throughput, IMAP to room (~5 min)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +79,11 @@ bench-gate: $(STAMP)
 .PHONY: bench-unverify
 bench-unverify: $(STAMP) postgres
 	$(BIN)/python -m bench.unverify_removal --rooms 50 --db sqlite --db postgres
+
+# Needs Dovecot (the mail lab's IMAP server): installed when missing, as for the tests.
+.PHONY: bench-mail
+bench-mail: $(STAMP) postgres dovecot
+	$(BIN)/python -m bench.mail --db sqlite --db postgres
 
 clean:
 	rm -rf $(VENV) demo-data .mypy_cache .ruff_cache .pytest_cache

@@ -24,7 +24,7 @@ from bridge.mail.inbound import MailToRoom
 from bridge.mail.inbox import InboxState, InboxWatcher
 from bridge.mail.mime import MimeLimits
 from bridge.mail.outbound import Mailbox, PackageSender, RoomToMail
-from bridge.mail.outbox import OutboxStore, OutboxWorker
+from bridge.mail.outbox import OutboxStore, OutboxWorker, honour_cancellation
 from bridge.mail.policy import RetrySchedule
 from bridge.mail.receipts import ReadReceipts
 from bridge.mail.service import MailNotices
@@ -240,7 +240,9 @@ def build_mail(
         problems = local_problems(files, datetime.now(UTC))
         health.client_cert_expiry(files.client_cert)
         await health.report("certificate", problems[0] if problems else None)
-        await health.report("smtp", await relay.probe())
+        problem = await relay.probe()
+        honour_cancellation()  # a stop during the probe must stop it (see outbox.py)
+        await health.report("smtp", problem)
 
     async def deliver() -> float | None:
         return await worker.run_due()

@@ -127,8 +127,10 @@ class ImapMailbox:
         except TlsConfigError as e:
             raise MailboxUnavailable(e.reason) from None
         client = aioimaplib.IMAP4_SSL(
-            self.settings.host, self.settings.port,
-            ssl_context=context, timeout=self.settings.timeout,
+            self.settings.host,
+            self.settings.port,
+            ssl_context=context,
+            timeout=self.settings.timeout,
         )
         session = _Session(client)
         _hook(session)
@@ -165,9 +167,7 @@ class ImapMailbox:
     async def fetch(self, uid: int) -> bytes:
         """The message exactly as stored (``BODY.PEEK[]``: the \\Seen flag is left alone)."""
         session = self._current()
-        response = await self._call(
-            session, session.client.uid("fetch", str(uid), "(BODY.PEEK[])")
-        )
+        response = await self._call(session, session.client.uid("fetch", str(uid), "(BODY.PEEK[])"))
         self._check(response, "server_error")
         lines = response.lines
         for index, line in enumerate(lines[:-1]):
@@ -203,6 +203,10 @@ class ImapMailbox:
         client = session.client
         if not session.lost.is_set() and client.get_state() in ("AUTH", "SELECTED"):
             with contextlib.suppress(Exception):
+                if client.has_pending_idle():
+                    # A wait cancelled mid-IDLE (shutdown): aioimaplib queues LOGOUT behind
+                    # the IDLE, which ends only on DONE, so stopping took the whole timeout.
+                    client.idle_done()
                 await asyncio.wait_for(client.logout(), _LOGOUT_TIMEOUT)
         transport = client.protocol.transport
         if transport is not None:

@@ -60,6 +60,9 @@ class InboxState:
         )
 
 
+MAX_BACKOFF_SECONDS = 60.0
+
+
 class InboxWatcher:
     """One round per scheduler run: connect if needed, handle what is new, then wait."""
 
@@ -82,9 +85,12 @@ class InboxWatcher:
         self._last = 0
         self._opened_at = 0.0  # time.monotonic() of the current connection
         self._worked = False  # the current connection handled mail or completed a wait
+        self._failures = 0  # connection attempts failed in a row
 
     async def round(self) -> float:
-        """Handle new mail, then wait for more; raise (the scheduler retries) on failure."""
+        """Handle new mail, then wait for more; return the delay before the next round
+        (a growing backoff while the mailbox is unreachable; other failures raise and the
+        scheduler retries)."""
         try:
             box = await self._connected()
             for uid in await box.uids_after(self._last):
@@ -94,6 +100,7 @@ class InboxWatcher:
                 await self._state.set(self._uidvalidity, uid)
                 self._worked = True
             await self._report(None)
+            self._failures = 0
             await box.wait(self._wait)
             self._worked = True
         except MailboxUnavailable as e:
@@ -104,8 +111,10 @@ class InboxWatcher:
             if was_working:
                 log.info("IMAP connection lost (%s); reconnecting", e.problem)
                 return 0.0
-            await self._report(e.problem)
-            raise
+            await self._report(e.problem)  # logged and alerted once per change
+            self._failures += 1
+            # Back off instead of raising: the scheduler would log a traceback per retry.
+            return min(MAX_BACKOFF_SECONDS, 2.0 ** min(self._failures, 6))
         except BaseException:
             await self._drop()
             raise

@@ -80,8 +80,13 @@ class Scheduler:
             await job.after.wait()
         first = job.interval_seconds if job.first_delay_seconds is None else job.first_delay_seconds
         await self._sleep(job.name, first)
-        while True:
+        task = asyncio.current_task()
+        # ``cancelling()``: a library's ``wait_for`` (Python 3.11) may swallow the
+        # cancellation from ``stop``; the loop must still end, or ``stop`` waits forever.
+        while task is None or not task.cancelling():
             delay = await self.run_once(job)
+            if task is not None and task.cancelling():
+                break
             await self._sleep(job.name, delay)
 
     async def run_once(self, job: Job) -> float:

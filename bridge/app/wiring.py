@@ -49,6 +49,7 @@ from bridge.matrix.client import MatrixClient
 from bridge.ops.metrics import Metrics
 from bridge.ops.scheduler import Job, Scheduler
 from bridge.ops.status import Status
+from bridge.retention.text import CATALOG as RETENTION_TEXT
 from bridge.spine.queue import EventQueueStore
 from bridge.spine.text import CATALOG as SPINE_TEXT
 
@@ -59,6 +60,7 @@ TEXT_CATALOGS = (
     IDENTITY_TEXT,
     E2EE_TEXT,
     MAIL_TEXT,
+    RETENTION_TEXT,
     HOMESERVER_CHECK_TEXT,
 )
 """Every capability's texts; with the framework's own, the one catalog (see the test)."""

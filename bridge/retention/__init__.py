@@ -1,0 +1,1 @@
+"""Retention capability: every protected room keeps history no longer than declared."""

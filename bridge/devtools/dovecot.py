@@ -137,13 +137,14 @@ class Dovecot:
         password = password or secrets.token_urlsafe(18)
         if any(c in user + password for c in ":\r\n\0") or not user:
             raise ValueError("user and password must be non-empty, without ':' or line breaks")
-        self.workdir = workdir
+        # Absolute: Dovecot reads every path in its config relative to its own directory.
+        self.workdir = workdir.resolve()
         self.user = user
         self.password = password
         self.imap_port = 0
         self._pki = pki
-        self._server_cert = server_cert or pki.server_cert
-        self._server_key = server_key or pki.server_key
+        self._server_cert = (server_cert or pki.server_cert).resolve()
+        self._server_key = (server_key or pki.server_key).resolve()
         self._binary = binary
         self._root: Path | None = None
         self._proc: asyncio.subprocess.Process | None = None
@@ -267,7 +268,7 @@ class Dovecot:
         dh = f"ssl_dh = <{DH_PARAMS}\n" if DH_PARAMS.exists() else ""
         # Dovecot checks client certificates against a CRL unless told not to.
         ca_with_crl: Path | None = getattr(self._pki, "ca_with_crl", None)
-        ca = ca_with_crl or self._pki.ca_cert
+        ca = (ca_with_crl or self._pki.ca_cert).resolve()
         require_crl = "yes" if ca_with_crl is not None else "no"
         # Unprivileged, auth-worker cannot switch to its default user root, and the
         # login and anvil processes cannot chroot (hence "chroot =" below).

@@ -43,7 +43,7 @@ class FileToSend:
 
 class MailLab:
     def __init__(self, workdir: Path, *, mailbox: str = MAILBOX) -> None:
-        self.workdir = workdir
+        self.workdir = workdir.resolve()  # paths go into Dovecot's and SantéGuard's configs
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.mailbox = mailbox
         self.pki: Pki | None = None

@@ -22,6 +22,7 @@ import pytest
 
 from bridge.devtools.dovecot import DOVECOT_BIN, Dovecot
 from bridge.devtools.mailcerts import Pki, make_pki
+from bridge.devtools.maillab import MailLab
 from bridge.mail.imap import ImapMailbox, ImapSettings, MailboxUnavailable, MessageNotFound
 from bridge.mail.tls import TlsFiles
 
@@ -379,3 +380,18 @@ async def test_missing_dovecot_says_how_to_install(tmp_path: Path, pki: Pki) -> 
     server = Dovecot(tmp_path, pki, binary=tmp_path / "no-dovecot")
     with pytest.raises(RuntimeError, match="make test"):
         await server.start()
+
+
+async def test_a_relative_working_directory_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make demo` runs in ``demo-data`` (relative): Dovecot reads its config's paths from
+    its own directory, so every path handed to it must be absolute."""
+    monkeypatch.chdir(tmp_path)
+    lab = MailLab(Path("demo-data") / "mail")
+    await lab.start()
+    try:
+        assert lab.dovecot is not None and lab.dovecot.imap_port
+        assert Path(lab.mail_config()["ca_file"]).is_absolute()
+    finally:
+        await lab.stop()

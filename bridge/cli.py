@@ -1,18 +1,22 @@
-"""Command line: ``santeguard generate-registration | run | check-config``."""
+"""Command line: ``santeguard generate-registration | run | check-config | check-homeserver |
+directory import | mail allowlist import``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import yaml
+from mautrix.util.async_db import Database
 
 from bridge import __version__
-from bridge.config import ConfigError, load_config, read_raw_config, sqlite_path
+from bridge.config import Config, ConfigError, load_config, read_raw_config, sqlite_path
 from bridge.registration import build_registration, generate_tokens
 
 
@@ -151,6 +155,18 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             f"({db_file}): three slashes start an absolute path; write sqlite:{Path(db_file).name} "
             "for a file next to the config"
         )
+    if cfg.mail.enabled:
+        from datetime import UTC, datetime
+
+        from bridge.app.mail import tls_files
+        from bridge.app.wiring import build_translator
+        from bridge.mail.text import problem_code
+        from bridge.mail.tls import local_problems
+
+        text = build_translator()
+        for problem in local_problems(tls_files(cfg), datetime.now(UTC)):
+            detail = text.t(f"mail.problem.{problem_code(problem)}", "en")
+            print(f"warning: mail: {detail} ({problem})")
     return 0
 
 
@@ -200,9 +216,24 @@ def cmd_check_homeserver(args: argparse.Namespace) -> int:
     return exit_code(checks)
 
 
+@contextlib.asynccontextmanager
+async def _database(cfg: Config) -> AsyncIterator[Database]:
+    """The configured database, upgraded, for a one-off command."""
+    from bridge.db.database import open_database
+
+    d = cfg.database
+    db = open_database(
+        d.uri, sqlite_synchronous=d.sqlite_synchronous, min_size=d.min_size, max_size=d.max_size
+    )
+    await db.start()
+    try:
+        yield db
+    finally:
+        await db.stop()
+
+
 def cmd_directory(args: argparse.Namespace) -> int:
     from bridge.app.wiring import build_translator
-    from bridge.db.database import open_database
     from bridge.identity.sources.extract import import_extract
 
     try:
@@ -216,15 +247,8 @@ def cmd_directory(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> int:
-        d = cfg.database
-        db = open_database(
-            d.uri, sqlite_synchronous=d.sqlite_synchronous, min_size=d.min_size, max_size=d.max_size
-        )
-        await db.start()
-        try:
+        async with _database(cfg) as db:
             report = await import_extract(db, path)
-        finally:
-            await db.stop()
         text = build_translator()
         print(
             text.t(
@@ -257,7 +281,6 @@ def cmd_directory(args: argparse.Namespace) -> int:
 
 def cmd_mail(args: argparse.Namespace) -> int:
     from bridge.app.wiring import build_translator
-    from bridge.db.database import open_database
     from bridge.mail.allowlist import AllowlistError, parse_allowlist_report
     from bridge.mail.store import MailStore
 
@@ -277,15 +300,8 @@ def cmd_mail(args: argparse.Namespace) -> int:
         return 1
 
     async def run() -> int:
-        d = cfg.database
-        db = open_database(
-            d.uri, sqlite_synchronous=d.sqlite_synchronous, min_size=d.min_size, max_size=d.max_size
-        )
-        await db.start()
-        try:
+        async with _database(cfg) as db:
             await MailStore(db).replace_allowlist(report.domains)
-        finally:
-            await db.stop()
         print(
             text.t(
                 "cli.mail_allowlist_imported",

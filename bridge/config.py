@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -256,6 +264,15 @@ class Config(BaseSettings):
     @property
     def bot_mxid(self) -> str:
         return f"@{self.appservice.bot_username}:{self.homeserver.domain}"
+
+    @model_validator(mode="after")
+    def _mail_needs_the_device(self) -> Config:
+        if self.mail.enabled and not self.encryption.enabled:
+            raise ValueError(
+                "mail.enabled needs encryption.enabled: the bot's device reads the linked "
+                "rooms and encrypts the replies posted into them"
+            )
+        return self
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for log scrubbing."""

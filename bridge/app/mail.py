@@ -23,7 +23,7 @@ from bridge.mail.imap import ImapMailbox, ImapSettings
 from bridge.mail.inbound import MailToRoom
 from bridge.mail.inbox import InboxState, InboxWatcher
 from bridge.mail.mime import MimeLimits
-from bridge.mail.outbound import Mailbox, PackageSender, RoomToMail
+from bridge.mail.outbound import Mailbox, RoomToMail
 from bridge.mail.outbox import OutboxStore, OutboxWorker, honour_cancellation
 from bridge.mail.policy import RetrySchedule
 from bridge.mail.receipts import ReadReceipts
@@ -106,11 +106,8 @@ def build_mail(
             admins=frozenset(config.bot.admins),
         )
         return MailParts(store, outbox, commands)
-    if crypto is None:
-        raise ConfigError(
-            "mail.enabled needs encryption.enabled: mail from encrypted rooms is read by the "
-            "bot's device, and replies into them must be encrypted"
-        )
+    if crypto is None:  # the config model refuses mail without encryption
+        raise ConfigError("mail.enabled needs encryption.enabled")
     mail_metrics = MailMetrics(metrics.registry)
     health = MailHealth(mail_metrics, alerts)
     files = tls_files(config)
@@ -253,7 +250,7 @@ def build_mail(
         health=health,
         audit=audit,
         room_name=room_name,
-        xdm=PackageSender(room_to_mail),
+        xdm=room_to_mail,
         mailbox=m.address,
         admins=frozenset(config.bot.admins),
     )

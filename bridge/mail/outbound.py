@@ -170,11 +170,7 @@ class RoomToMail:
             )
             return True
         mail = QueuedMail(event_id, room_id, message_id, sender, link.address, raw)
-        async with write_transaction(self._outbox.db) as conn:
-            fresh = await OutboxStore.enqueue(conn, mail)
-            if fresh:
-                await MailStore.remember(conn, message_id, room_id, event_id, "out", link.address)
-        if fresh:
+        if await self._queue(mail):
             await self._audit.record(
                 sender,
                 "mail.queued",
@@ -241,9 +237,7 @@ class RoomToMail:
         if not isinstance(url, str):
             return [], [(name, "no_url")]
         try:
-            data = await self._media.download(url, max_bytes=self._mailbox.max_bytes)
-            if file_info is not None:
-                data = self._decrypt(data, file_info)
+            data = await self._file(url, file_info)
         except TransientError:
             raise
         except Exception as e:
@@ -253,6 +247,57 @@ class RoomToMail:
             room_id, event_id, RoomFile(event_id, name, mimetype, len(data), url, file_info)
         )
         return [Attachment(filename=name, content_type=mimetype, data=data)], []
+
+    async def _file(self, url: str, file_info: Mapping[str, Any] | None) -> bytes:
+        """A room file's clear bytes (encrypted media decrypted)."""
+        data = await self._media.download(url, max_bytes=self._mailbox.max_bytes)
+        return data if file_info is None else self._decrypt(data, file_info)
+
+    async def _queue(self, mail: QueuedMail) -> bool:
+        """Queue ``mail`` with its Message-ID ↔ event mapping, in one transaction; False if
+        this event's mail was queued already (a replayed event)."""
+        async with write_transaction(self._outbox.db) as conn:
+            fresh = await OutboxStore.enqueue(conn, mail)
+            if fresh:
+                await MailStore.remember(
+                    conn, mail.message_id, mail.room_id, mail.event_id, "out", mail.recipient
+                )
+        return fresh
+
+    async def send_xdm(
+        self, room_id: str, event_id: str, sender: str, link: Link, files: list[RoomFile]
+    ) -> str:
+        """`!sg mail xdm`: the room's chosen files as one IHE XDM package, mailed to the link."""
+        who = self._people.verification(sender)
+        if who is None or not who.is_valid_at(datetime.now(UTC)):
+            raise CommandError("mail.xdm_not_verified")
+        contents = [(f.name, f.mimetype, await self._file(f.url, f.file_info)) for f in files]
+        key = f"xdm:{event_id}"
+        package = build_xdm(
+            contents,
+            title=link.subject,
+            author=f"{who.first_name} {who.last_name}".strip(),
+            when=datetime.now(UTC),
+            unique_id=policy.message_id_for(key, self._mailbox.domain).strip("<>"),
+        )
+        text = "\n".join(f"- {n} ({m})" for n, m, _ in contents)
+        event = {"room_id": room_id, "event_id": key, "sender": sender}
+        attachment = Attachment(
+            filename="IHE_XDM.ZIP", content_type="application/zip", data=package
+        )
+        raw, message_id = await self._build(event, link, who, text, None, [attachment])
+        await self._queue(
+            QueuedMail(key, room_id, message_id, sender, link.address, raw, kind="xdm")
+        )
+        await self._audit.record(
+            sender,
+            "mail.xdm_queued",
+            room_id=room_id,
+            subject=link.address,
+            details={"message_id": message_id, "files": len(contents)},
+        )
+        self._wake()
+        return message_id
 
 
 def _text_of(
@@ -271,53 +316,3 @@ def _text_of(
         body = f"* {name} {body}"
         html = None
     return body, html
-
-
-class PackageSender:
-    """`!sg mail xdm`: the room's chosen files as one IHE XDM package, mailed to the link."""
-
-    def __init__(self, room_to_mail: RoomToMail, now: Callable[[], datetime] | None = None) -> None:
-        self._r = room_to_mail
-        self._now = now or (lambda: datetime.now(UTC))
-
-    async def send_xdm(
-        self, room_id: str, event_id: str, sender: str, link: Link, files: list[RoomFile]
-    ) -> str:
-        r = self._r
-        who = r._people.verification(sender)
-        if who is None or not who.is_valid_at(self._now()):
-            raise CommandError("mail.xdm_not_verified")
-        contents: list[tuple[str, str, bytes]] = []
-        for f in files:
-            data = await r._media.download(f.url, max_bytes=r._mailbox.max_bytes)
-            if f.file_info is not None:
-                data = r._decrypt(data, f.file_info)
-            contents.append((f.name, f.mimetype, data))
-        name = f"{who.first_name} {who.last_name}".strip()
-        key = f"xdm:{event_id}"
-        package = build_xdm(
-            contents,
-            title=link.subject,
-            author=name,
-            when=self._now(),
-            unique_id=policy.message_id_for(key, r._mailbox.domain).strip("<>"),
-        )
-        text = "\n".join(f"- {n} ({m})" for n, m, _ in contents)
-        event = {"room_id": room_id, "event_id": key, "sender": sender}
-        attachment = Attachment(
-            filename="IHE_XDM.ZIP", content_type="application/zip", data=package
-        )
-        raw, message_id = await r._build(event, link, who, text, None, [attachment])
-        mail = QueuedMail(key, room_id, message_id, sender, link.address, raw, kind="xdm")
-        async with write_transaction(r._outbox.db) as conn:
-            if await OutboxStore.enqueue(conn, mail):
-                await MailStore.remember(conn, message_id, room_id, key, "out", link.address)
-        await r._audit.record(
-            sender,
-            "mail.xdm_queued",
-            room_id=room_id,
-            subject=link.address,
-            details={"message_id": message_id, "files": len(contents)},
-        )
-        r._wake()
-        return message_id

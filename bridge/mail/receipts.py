@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from bridge.core.ports import EPHEMERAL, AuditPort, RoutesPort
 from bridge.db.txn import write_transaction
@@ -23,10 +24,6 @@ from bridge.mail.store import MailStore
 log = logging.getLogger("santeguard.mail.receipts")
 
 
-class Readers(Protocol):
-    def is_practitioner(self, user_id: str) -> bool: ...
-
-
 class ReadReceipts:
     def __init__(
         self,
@@ -35,8 +32,8 @@ class ReadReceipts:
         audit: AuditPort,
         *,
         mailbox: str,
-        is_practitioner: Any,
-        wake: Any,
+        is_practitioner: Callable[[str], bool],
+        wake: Callable[[], None],
     ) -> None:
         self._store = store
         self._outbox = outbox

@@ -3,15 +3,13 @@ Synapse and SantéGuard with the mail bridge on, once per database."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
-from pathlib import Path
 
-import asyncpg
 import pytest
 
 from bridge.devtools.maillab import MailLab
 from bridge.devtools.stack import DevStack
+from tests.conftest import _started_stack
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
@@ -23,28 +21,15 @@ async def mail_stack(
     """A protected network (rooms protected and encrypted) with the mail bridge on, and
     its own mail service (each database gets an empty mailbox)."""
     kind = request.param
-    workdir: Path = tmp_path_factory.mktemp(f"mailstack-{kind}")
-    if kind == "sqlite":
-        db_uri = f"sqlite:///{workdir / 'santeguard.db'}"
-    else:
-        if pg_database is None:
-            pytest.skip("PostgreSQL not available (set SANTEGUARD_REQUIRE_POSTGRES=1 to fail)")
-        schema = f"mail_{secrets.token_hex(4)}"
-        conn = await asyncpg.connect(pg_database)
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-        await conn.close()
-        db_uri = f"{pg_database}?search_path={schema}"
-    mail_lab = MailLab(workdir / "mail")
+    mail_lab = MailLab(tmp_path_factory.mktemp(f"maillab-{kind}"))
     await mail_lab.start()
-    dev = DevStack(
-        workdir,
-        db_uri=db_uri,
-        admins=["@admin:santeguard.test"],
-        config_overrides={"mail": mail_lab.mail_config()},
-    )
-    await dev.start()
     try:
-        yield dev, mail_lab
+        dev = await _started_stack(
+            kind, "mailstack", tmp_path_factory, pg_database, mail=mail_lab.mail_config()
+        )
+        try:
+            yield dev, mail_lab
+        finally:
+            await dev.stop()
     finally:
-        await dev.stop()
         await mail_lab.stop()

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
-from mautrix.util.async_db import Database
 
 from bridge import __version__
-from bridge.config import Config, ConfigError, load_config, read_raw_config, sqlite_path
+from bridge.config import ConfigError, load_config, read_raw_config, sqlite_path
+from bridge.db.oneoff import one_off_database
 from bridge.registration import build_registration, generate_tokens
 
 
@@ -54,14 +54,37 @@ def _parser() -> argparse.ArgumentParser:
     h = sub.add_parser(
         "check-homeserver",
         help="check Synapse's homeserver.yaml for what SantéGuard needs",
-        description="Check encryption by default, the registration, the gate modules "
-        "(callbacks listed, fail-closed) and the MSC2409/MSC3202 features. Each check is "
-        "OK, to fix, or not checked (the registration, without -r). Exit status: 0 when "
-        "every check ran and passed, 1 when one failed, 3 when none failed but one was "
-        "not checked, 2 when homeserver.yaml cannot be read.",
+        description="Check homeserver.yaml: encryption by default, the registration, the "
+        "gate modules (callbacks listed, fail-closed), the MSC2409/MSC3202 features, "
+        "retention and its purge jobs, open registration, federation, URL previews, the "
+        "password policy and password login beside Pro Santé Connect; with -c, against "
+        "SantéGuard's config (retention bounds, purge interval, allowed servers) and, on "
+        "the running homeserver, whether the enforcement user is a server admin. Each "
+        "finding has a severity (critical, warning, info), a state (OK, to fix with the "
+        "homeserver.yaml block to add, or not checked) and the fix. Exit status: 0 when "
+        "every check ran and passed, 1 when a critical finding is to fix, 4 when only "
+        "warnings are to fix, 3 when nothing is to fix but a check was not run, 2 when "
+        "homeserver.yaml or config.yaml cannot be read. See docs/homeserver-check.md.",
     )
     h.add_argument("--homeserver-config", required=True, help="path to homeserver.yaml")
-    h.add_argument("-r", "--registration", help="SantéGuard's registration.yaml")
+    h.add_argument(
+        "-r",
+        "--registration",
+        help="SantéGuard's registration.yaml (default with -c: appservice.registration)",
+    )
+    h.add_argument(
+        "-c",
+        "--config",
+        help="SantéGuard's config.yaml: compare with the network's rules and run the live check",
+    )
+    h.add_argument(
+        "--live",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ask the running homeserver whether the enforcement user is a server admin "
+        "(needs -c; on by default when -c is given)",
+    )
+    h.add_argument("--json", action="store_true", help="print the findings as JSON")
     h.add_argument("--lang", choices=["fr", "en"], default="fr")
 
     d = sub.add_parser("directory", help="Annuaire Santé directory operations")
@@ -89,7 +112,15 @@ def _parser() -> argparse.ArgumentParser:
     ali.add_argument("file", help="the liste blanche XML file")
     ali.add_argument("-c", "--config", required=True, help="path to config.yaml")
     ali.add_argument("--lang", choices=["fr", "en"], default="fr")
+    for add_parser in _capability_parsers():
+        add_parser(sub)
     return p
+
+
+def _capability_parsers() -> list[Callable[[Any], None]]:
+    """Subcommands a capability declares in its own ``cli.py`` (``add_parser(sub)``,
+    which sets ``handler``): they stay next to the code they drive."""
+    return []
 
 
 def cmd_generate_registration(args: argparse.Namespace) -> int:
@@ -199,37 +230,54 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_homeserver(args: argparse.Namespace) -> int:
     from bridge.app.wiring import build_translator
-    from bridge.homeserver_check import check_homeserver, exit_code, render
+    from bridge.homeserver_check import (
+        EXIT_UNREADABLE,
+        Finding,
+        Network,
+        check_homeserver,
+        enforcer_admin,
+        exit_code,
+        live_target,
+        network_from_config,
+        render,
+        render_json,
+    )
+    from bridge.homeserver_check.live import skipped
 
     path = Path(args.homeserver_config)
     try:
         hs = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         print(f"error: cannot read {path}: {e}", file=sys.stderr)
-        return 2
+        return EXIT_UNREADABLE
     if not isinstance(hs, dict):
         print(f"error: cannot read {path}: the top level is not a mapping", file=sys.stderr)
-        return 2
+        return EXIT_UNREADABLE
+    if args.live and not args.config:
+        print("error: --live needs -c config.yaml (address, token, enforcer)", file=sys.stderr)
+        return EXIT_UNREADABLE
     registration = Path(args.registration) if args.registration else None
-    checks = check_homeserver(hs, registration, base=path.absolute().parent)
-    print(render(checks, args.lang, build_translator()))
-    return exit_code(checks)
-
-
-@contextlib.asynccontextmanager
-async def _database(cfg: Config) -> AsyncIterator[Database]:
-    """The configured database, upgraded, for a one-off command."""
-    from bridge.db.database import open_database
-
-    d = cfg.database
-    db = open_database(
-        d.uri, sqlite_synchronous=d.sqlite_synchronous, min_size=d.min_size, max_size=d.max_size
+    network: Network | None = None
+    enforcer: Finding | None = None
+    if args.config:
+        try:
+            cfg = load_config(args.config)
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_UNREADABLE
+        network = network_from_config(cfg)
+        if registration is None and cfg.appservice.registration:
+            registration = Path(args.config).absolute().parent / cfg.appservice.registration
+        if args.live is False:
+            enforcer = skipped("hscheck.hint.live_skipped")
+        else:
+            enforcer = asyncio.run(enforcer_admin(live_target(cfg)))
+    findings = check_homeserver(
+        hs, registration, base=path.absolute().parent, network=network, enforcer=enforcer
     )
-    await db.start()
-    try:
-        yield db
-    finally:
-        await db.stop()
+    text = build_translator()
+    print((render_json if args.json else render)(findings, args.lang, text))
+    return exit_code(findings)
 
 
 def cmd_directory(args: argparse.Namespace) -> int:
@@ -247,7 +295,7 @@ def cmd_directory(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> int:
-        async with _database(cfg) as db:
+        async with one_off_database(cfg) as db:
             report = await import_extract(db, path)
         text = build_translator()
         print(
@@ -300,7 +348,7 @@ def cmd_mail(args: argparse.Namespace) -> int:
         return 1
 
     async def run() -> int:
-        async with _database(cfg) as db:
+        async with one_off_database(cfg) as db:
             await MailStore(db).replace_allowlist(report.domains)
         print(
             text.t(
@@ -325,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         "directory": cmd_directory,
         "mail": cmd_mail,
     }
-    return handlers[args.command](args)
+    handler = handlers.get(args.command) or args.handler
+    return int(handler(args))
 
 
 if __name__ == "__main__":

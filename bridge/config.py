@@ -29,6 +29,7 @@ from pydantic_settings import (
 from yarl import URL
 
 from bridge.mail.config import MailConfig
+from bridge.retention.config import RetentionConfig
 
 _PLACEHOLDER = "This value is generated when generating the registration"
 #: Token values that example configurations leave for the operator to replace: as good
@@ -248,6 +249,7 @@ class Config(BaseSettings):
     bot: BotConfig = Field(default_factory=BotConfig)
     encryption: EncryptionConfig = Field(default_factory=EncryptionConfig)
     mail: MailConfig = Field(default_factory=MailConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from bridge import __version__
 from bridge.app.mail import build_mail
+from bridge.app.retention import build_retention
 from bridge.app.wiring import (
     build_command_service,
     build_device,
@@ -184,6 +185,20 @@ class SanteGuard:
             own_users=frozenset({cfg.bot_mxid, self.enforcer_matrix.bot_mxid}),
         )
 
+        # Retention: every protected room carries a policy within the network's bounds.
+        self.retention = build_retention(
+            cfg,
+            enforcer=self.enforcer_matrix,
+            bot=self.matrix,
+            audit=self.audit,
+            alerts=self.alerts,
+            text=t,
+            is_protected=self.gatekeeper.is_protected,
+            languages=self.rooms,
+            own_users=own,
+            admins=frozenset(cfg.bot.admins),
+        )
+
         # Commands, and the bot's presence in the rooms that invite it.
         self.status = Status(
             __version__,
@@ -222,6 +237,7 @@ class SanteGuard:
                     admins=frozenset(cfg.bot.admins),
                 ),
                 self.mail.commands,
+                *self.retention.commands,
             ),
             status=self.status,
             matrix=self.matrix,
@@ -239,6 +255,7 @@ class SanteGuard:
             membership,
             self.commands,
             *self.mail.subscribers,
+            *self.retention.subscribers,
         ]
         if self.crypto is not None:
             subscribers.append(EncryptedEvents(self.crypto, self.rooms))
@@ -267,7 +284,7 @@ class SanteGuard:
             self.enforcer,
             self.reconciler,
             bot_ready=self.bot.ready,
-            extra_jobs=self.mail.jobs,
+            extra_jobs=[*self.mail.jobs, *self.retention.jobs],
         )
         self.enforcer.on_planned = lambda: self.scheduler.trigger("enforcement")
         self._runner: web.AppRunner | None = None

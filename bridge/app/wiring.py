@@ -19,6 +19,7 @@ from bot.builtin import BuiltinCommands
 from bot.commands import CommandRegistry
 from bot.dispatcher import CommandDispatcher
 from bot.i18n import Translator
+from bridge.app.retention import retention_rules
 from bridge.commands.log import CommandLog
 from bridge.commands.rooms import RoomStore
 from bridge.commands.service import CommandService
@@ -49,6 +50,7 @@ from bridge.matrix.client import MatrixClient
 from bridge.ops.metrics import Metrics
 from bridge.ops.scheduler import Job, Scheduler
 from bridge.ops.status import Status
+from bridge.retention.rooms_text import CATALOG as RETENTION_ROOMS_TEXT
 from bridge.retention.text import CATALOG as RETENTION_TEXT
 from bridge.spine.queue import EventQueueStore
 from bridge.spine.text import CATALOG as SPINE_TEXT
@@ -61,6 +63,7 @@ TEXT_CATALOGS = (
     E2EE_TEXT,
     MAIL_TEXT,
     RETENTION_TEXT,
+    RETENTION_ROOMS_TEXT,
     HOMESERVER_CHECK_TEXT,
 )
 """Every capability's texts; with the framework's own, the one catalog (see the test)."""
@@ -92,6 +95,7 @@ def network_policy(config: Config) -> NetworkPolicy:
         require_encryption=config.gate.require_encryption,
         unencrypted_room_types=frozenset(config.gate.unencrypted_room_types),
         admins=frozenset(config.bot.admins),
+        state_rules=retention_rules(config.retention),
     )
 
 

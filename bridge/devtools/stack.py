@@ -26,9 +26,23 @@ from bridge.core.antispam import GatePort
 from bridge.devtools.client import SimpleClient
 from bridge.devtools.faultproxy import FaultProxy
 from bridge.devtools.synapse import AntispamModule, LocalSynapse, RegisteredUser
+from bridge.devtools.synapse.config import deep_merge
 from bridge.devtools.testconfig import free_port
 from bridge.identity.model import Practitioner, Verification
 from bridge.registration import build_registration, generate_tokens
+from bridge.retention.config import RetentionConfig
+
+
+def synapse_retention(retention: RetentionConfig) -> dict[str, Any]:
+    """Synapse's ``retention:`` block for SantéGuard's bounds (milliseconds)."""
+    bounds = retention.bounds
+    return {
+        "enabled": True,
+        "allowed_lifetime_min": bounds.min_ms,
+        "allowed_lifetime_max": bounds.max_ms,
+        "purge_jobs": [{"interval": retention.purge_interval_ms}],
+    }
+
 
 ANTISPAM_PATH = "/_santeguard/antispam"
 
@@ -50,6 +64,8 @@ class DevStack:
             "check_event_for_spam",
         ),
         fault_proxy: bool = False,
+        homeserver_config: Mapping[str, Any] | None = None,
+        enforcer_admin: bool = True,
     ) -> None:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -67,6 +83,7 @@ class DevStack:
             hs_token=self.hs_token,
         )
         self.sender_localpart = str(registration["sender_localpart"])
+        retention = RetentionConfig(**dict((config_overrides or {}).get("retention", {})))
         self.registration_path.write_text(yaml.safe_dump(registration), encoding="utf-8")
         self.registration_path.chmod(0o600)
         self.synapse = LocalSynapse(
@@ -80,6 +97,10 @@ class DevStack:
                 callbacks=tuple(antispam_callbacks),
             ),
             encryption_by_default=encryption_by_default,
+            # Synapse's retention matches SantéGuard's bounds (check-homeserver wants it).
+            extra_config=deep_merge(
+                {"retention": synapse_retention(retention)}, homeserver_config or {}
+            ),
             extra_modules=[
                 {
                     "module": "bridge.gate.synapse_module.SanteGuardRoomRules",
@@ -87,6 +108,7 @@ class DevStack:
                         "base_url": f"http://127.0.0.1:{self.as_port}{ANTISPAM_PATH}",
                         "authorization": self.gate_token,
                         "enforcer_user_id": f"@santeguard_control:{server_name}",
+                        "retention_max_lifetime_ms": retention.bounds.default_max_ms,
                     },
                 }
             ],
@@ -99,6 +121,7 @@ class DevStack:
         self.santeguard: SanteGuard | None = None
         self._admin_user: RegisteredUser | None = None
         self._admin_token: str | None = None
+        self._enforcer_admin = enforcer_admin
 
     @property
     def proxy(self) -> FaultProxy:
@@ -150,6 +173,13 @@ class DevStack:
         await self.synapse.register_appservice_user(self.as_token, self.sender_localpart)
         assert self.santeguard is not None
         await asyncio.wait_for(self.santeguard.bot_ready.wait(), timeout)
+        if self._enforcer_admin:
+            await self.make_enforcer_admin()
+
+    async def make_enforcer_admin(self, admin: bool = True) -> None:
+        """Make the enforcement user a server admin (or not), as the install guide says:
+        the retention audit and inactive-room closure use the admin API as this user."""
+        await self.synapse.set_admin(self.enforcer_mxid, admin)
 
     async def stop_santeguard(self) -> None:
         if self.santeguard is not None:

@@ -9,9 +9,10 @@ Refusal reasons are text-catalog keys (``gate.reason.<reason>`` in ``gate/text.p
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from bridge.core.decision import Decision
@@ -81,6 +82,10 @@ KNOWN_STATE_TYPES = frozenset(
 )
 
 
+StateRule = Callable[[Mapping[str, Any] | None], Decision]
+"""Pure check of one room-state event's content (state key ``""``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class NetworkPolicy:
     """The health network's rules, from configuration."""
@@ -93,6 +98,12 @@ class NetworkPolicy:
     require_encryption: bool = True
     unencrypted_room_types: frozenset[str] = frozenset()
     admins: frozenset[str] = frozenset()
+    # Room-state rules other capabilities declare (e.g. retention bounds for
+    # ``m.room.retention``): a pure check of the state content, applied in protected
+    # rooms to state events and to a new room's initial state.
+    state_rules: Mapping[str, StateRule] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     def server_allowed(self, user_id: str) -> bool:
         server = user_id.split(":", 1)[1] if ":" in user_id else ""
@@ -193,6 +204,16 @@ def may_create_room(
     who = may_be_member(user_id, verification, RoomPolicy(), network, now)
     if not who.allow:
         return Decision.no("creator_not_verified")
+    if room_config is not None:
+        for ev in room_config.get("initial_state") or ():
+            if not isinstance(ev, Mapping):
+                continue
+            rule = network.state_rules.get(str(ev.get("type")))
+            if rule is not None and ev.get("state_key", "") == "":
+                content = ev.get("content")
+                verdict = rule(content if isinstance(content, Mapping) else None)
+                if not verdict.allow:
+                    return verdict
     if room_config is None or not network.require_encryption or encrypted_by_default:
         return Decision.ok()
     creation = room_config.get("creation_content")
@@ -260,4 +281,11 @@ def may_send(
         who = may_be_member(sender, verification, room, network, now)
         if not who.allow:
             return who
+    if event.get("state_key") == "" and is_protected(room, network):
+        rule = network.state_rules.get(str(event.get("type")))
+        content = event.get("content")
+        if rule is not None:
+            verdict = rule(content if isinstance(content, Mapping) else None)
+            if not verdict.allow:
+                return verdict
     return message_allowed(event, room, network)

@@ -19,6 +19,9 @@ It runs inside Synapse's process and imports nothing from SantéGuard beyond thi
           authorization: <antispam.token>
           enforcer_user_id: "@santeguard_control:example.org"
           enforcer_power_level: 100
+          # The network's default m.room.retention max_lifetime, in milliseconds: put in
+          # the initial state of every room created without one (optional).
+          retention_max_lifetime_ms: 15552000000
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ class SanteGuardRoomRules:
         # Room versions before 12 list the creator in power levels; from 12 on, creators
         # outrank power levels and must not be listed.
         self._default_room_version = str(config.get("default_room_version", "12"))
+        retention = config.get("retention_max_lifetime_ms")
+        self._retention = int(retention) if retention else None
         api.register_spam_checker_callbacks(user_may_create_room=self.user_may_create_room)
         api.register_third_party_rules_callbacks(on_create_room=self.on_create_room)
 
@@ -98,3 +103,22 @@ class SanteGuardRoomRules:
                 # The override replaces the default users map: keep the creator's 100.
                 users.setdefault(creator, 100)
             users[self._enforcer] = max(int(users.get(self._enforcer, 0)), self._level)
+        if self._retention is not None:
+            # A room is born with the network's retention, unless its creator chose one
+            # (which the gate has already checked against the bounds).
+            initial = config.setdefault("initial_state", [])
+            if not isinstance(initial, list):
+                raise SynapseError(400, "initial_state must be a list", Codes.BAD_JSON)
+            if not any(
+                isinstance(ev, dict)
+                and ev.get("type") == "m.room.retention"
+                and ev.get("state_key", "") == ""
+                for ev in initial
+            ):
+                initial.append(
+                    {
+                        "type": "m.room.retention",
+                        "state_key": "",
+                        "content": {"max_lifetime": self._retention},
+                    }
+                )

@@ -133,7 +133,7 @@ class MatrixClient:
             self.bot.send_message_event(
                 RoomID(room_id),
                 EventType.ROOM_MESSAGE,
-                content,  # type: ignore[arg-type]
+                content,
             ),
         )
         return str(event_id)
@@ -246,7 +246,7 @@ class MatrixClient:
             self.bot.send_message_event(
                 RoomID(room_id),
                 EventType.find(event_type, t_class=EventType.Class.MESSAGE),
-                content,  # type: ignore[arg-type]
+                content,
                 txn_id=txn_id,
             ),
         )
@@ -272,3 +272,32 @@ class MatrixClient:
 
     async def set_displayname(self, name: str) -> None:
         await self._call("profile", self.bot.set_displayname(name))
+
+    async def state(self, room_id: str, event_type: str) -> dict[str, Any] | None:
+        """A room-state event's content (state key ``""``), or None if the room has none."""
+        try:
+            content = await self._call(
+                f"state {event_type}",
+                self.bot.get_state_event(
+                    RoomID(room_id), EventType.find(event_type, EventType.Class.STATE)
+                ),
+            )
+        except MatrixStandardRequestError as e:
+            if e.http_status == 404:
+                return None
+            raise
+        data: dict[str, Any] = (
+            content.serialize() if hasattr(content, "serialize") else dict(content)
+        )
+        return data or None
+
+    async def set_state(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
+        event_id = await self._call(
+            f"set {event_type}",
+            self.bot.send_state_event(
+                RoomID(room_id),
+                EventType.find(event_type, EventType.Class.STATE),
+                content,
+            ),
+        )
+        return str(event_id)

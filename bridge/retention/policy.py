@@ -20,6 +20,8 @@ from bridge.core.decision import Decision
 RETENTION_EVENT = "m.room.retention"
 MS_PER_DAY = 86_400_000
 _UNITS_MS = {
+    "s": 1000,  # seconds and minutes: for tests and trials; the bounds refuse them in use
+    "min": 60_000,
     "h": 3_600_000,
     "d": MS_PER_DAY,
     "j": MS_PER_DAY,  # jours
@@ -30,7 +32,30 @@ _UNITS_MS = {
     "y": 365 * MS_PER_DAY,
     "a": 365 * MS_PER_DAY,  # ans
 }
-_DURATION = re.compile(r"\s*(\d{1,6})\s*([a-z]{1,4})\s*")
+# Whole words too, as people type them in a command (French and English).
+_UNITS_MS.update(
+    {
+        "heure": _UNITS_MS["h"],
+        "heures": _UNITS_MS["h"],
+        "hour": _UNITS_MS["h"],
+        "hours": _UNITS_MS["h"],
+        "jour": MS_PER_DAY,
+        "jours": MS_PER_DAY,
+        "day": MS_PER_DAY,
+        "days": MS_PER_DAY,
+        "semaine": 7 * MS_PER_DAY,
+        "semaines": 7 * MS_PER_DAY,
+        "week": 7 * MS_PER_DAY,
+        "weeks": 7 * MS_PER_DAY,
+        "month": 30 * MS_PER_DAY,
+        "months": 30 * MS_PER_DAY,
+        "an": 365 * MS_PER_DAY,
+        "ans": 365 * MS_PER_DAY,
+        "year": 365 * MS_PER_DAY,
+        "years": 365 * MS_PER_DAY,
+    }
+)
+_DURATION = re.compile(r"\s*(\d{1,6})\s*([a-z]{1,9})\s*")
 _MAX_MS = 100 * 365 * MS_PER_DAY  # anything longer is a typo, not a policy
 
 
@@ -43,7 +68,9 @@ class DurationError(ValueError):
 
 
 def parse_duration(text: str) -> int:
-    """``"90d"``, ``"6mo"``, ``"1y"``, ``"12 h"`` (French units too: j, sem, mois, a) → ms."""
+    """``"90d"``, ``"6mo"``, ``"1y"``, ``"12 h"`` (French units too: j, sem, mois, a) → ms.
+
+    Seconds and minutes (``s``, ``min``) exist for trial networks and tests."""
     match = _DURATION.fullmatch(text.lower())
     if match is None:
         raise DurationError("duration_unreadable")
@@ -121,3 +148,23 @@ def effective_max_ms(content: Mapping[str, Any] | None, bounds: RetentionBounds)
     if value is None or value <= 0:
         return bounds.default_max_ms
     return bounds.clamp(value)
+
+
+_HUMAN_UNITS = (
+    ("year", 365 * MS_PER_DAY),
+    ("day", MS_PER_DAY),
+    ("hour", 3_600_000),
+    ("minute", 60_000),
+    ("second", 1000),
+)
+
+
+def human_duration(ms: int) -> tuple[int, str]:
+    """``(number, unit)`` for telling people a lifetime: the largest unit that divides
+    it exactly (a year only when it is a whole number of years), days for the rest."""
+    for unit, size in _HUMAN_UNITS:
+        if ms >= size and ms % size == 0:
+            return ms // size, unit
+    if ms >= MS_PER_DAY:
+        return round(ms / MS_PER_DAY), "day"
+    return max(1, round(ms / 1000)), "second"

@@ -29,6 +29,13 @@ DURATIONS = [
     ("1y", 365 * D),
     ("2a", 730 * D),
     (" 30D ", 30 * D),
+    ("90 jours", 90 * D),
+    ("90 days", 90 * D),
+    ("2 semaines", 14 * D),
+    ("1 an", 365 * D),
+    ("3 months", 90 * D),
+    ("30s", 30_000),
+    ("5 min", 300_000),
 ]
 
 
@@ -43,7 +50,7 @@ BAD_DURATIONS = [
     ("90", "duration_unreadable"),
     ("-5d", "duration_unreadable"),
     ("1.5d", "duration_unreadable"),
-    ("90 days", "duration_unknown_unit"),
+    ("90 parsecs", "duration_unknown_unit"),
     ("90x", "duration_unknown_unit"),
     ("0d", "duration_zero"),
     ("101y", "duration_too_long"),

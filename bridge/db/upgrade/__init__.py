@@ -11,7 +11,15 @@ import logging
 
 from mautrix.util.async_db import UpgradeTable
 
-from bridge.db.upgrade import v01_initial, v02_directory, v03_gate, v04_enforcement, v05_mail
+from bridge.db.upgrade import (
+    v01_initial,
+    v02_directory,
+    v03_gate,
+    v04_enforcement,
+    v05_mail,
+    v06_retention,
+    v07_audit_seal,
+)
 
 # Order matters: position N in this tuple upgrades the schema to version N + 1.
 _STEPS = (
@@ -20,6 +28,8 @@ _STEPS = (
     (v03_gate.upgrade, "Gate: verified accounts and per-room policy"),
     (v04_enforcement.upgrade, "Durable enforcement work; closed admin rooms"),
     (v05_mail.upgrade, "Mail bridge: links, allow-list, outbox, inbox, receipts"),
+    (v06_retention.upgrade, "Retention: event ledger, purge-proof audits, inactive rooms"),
+    (v07_audit_seal.upgrade, "Audit log seal: signed checkpoints, pruning anchor"),
 )
 
 

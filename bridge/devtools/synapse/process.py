@@ -336,3 +336,12 @@ class LocalSynapse:
     async def admin_token(self) -> str:
         """Access token of an admin user, created on first use for this instance."""
         return await self._admin.token(lambda localpart: self.register_user(localpart, admin=True))
+
+    async def set_admin(self, user_id: str, admin: bool = True) -> None:
+        """Make an existing user (an appservice user too) a server admin, or not."""
+        await self.request(
+            "PUT",
+            f"/_synapse/admin/v1/users/{user_id}/admin",
+            token=await self.admin_token(),
+            json={"admin": admin},
+        )

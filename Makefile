@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all demo test lint typecheck pytest bench bench-directory postgres dovecot clean help
+.PHONY: all demo test lint typecheck pytest bench bench-directory postgres dovecot chromium clean help
 
 all: test
 
@@ -21,6 +21,7 @@ help:
 	@echo "make bench-gate       - gate benchmark: callback latency, Synapse join cost, backstop reaction"
 	@echo "make bench-unverify   - \`!sg unverify\` to removal from 50 protected rooms (SQLite, PostgreSQL)"
 	@echo "make bench-mail       - mail bridge: Matrix to SMTP latency and throughput, IMAP to room (~5 min)"
+	@echo "make bench-audit      - audit log: appends/s (SQLite, PostgreSQL) and verifying 1 million entries"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,8 +55,16 @@ dovecot:
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			--no-install-recommends dovecot-core dovecot-imapd dovecot-lmtpd; }
 
-pytest: $(STAMP) $(NODE_STAMP) postgres dovecot
-	SANTEGUARD_REQUIRE_DOVECOT=1 $(BIN)/pytest -q
+# Debian's Chromium renders the DPO report in the tests (a real browser); installed when missing.
+chromium:
+	@test -x /usr/bin/chromium || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends chromium; }
+
+pytest: $(STAMP) $(NODE_STAMP) postgres dovecot chromium
+	SANTEGUARD_REQUIRE_DOVECOT=1 SANTEGUARD_REQUIRE_CHROMIUM=1 $(BIN)/pytest -q
 
 test: lint typecheck pytest
 
@@ -84,6 +93,10 @@ bench-unverify: $(STAMP) postgres
 .PHONY: bench-mail
 bench-mail: $(STAMP) postgres dovecot
 	$(BIN)/python -m bench.mail --db sqlite --db postgres
+
+.PHONY: bench-audit
+bench-audit: $(STAMP) postgres
+	$(BIN)/python -m bench.audit_log
 
 clean:
 	rm -rf $(VENV) demo-data .mypy_cache .ruff_cache .pytest_cache

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Mapping
+from enum import StrEnum
 from typing import Any
 
 from bot import permissions
@@ -16,6 +17,17 @@ from bot.commands import CommandError, CommandRegistry, RegisteredCommand
 from bot.context import BotServices, CommandContext, Reply, resolve_language
 from bot.i18n import DEFAULT_LANGUAGE, Lang, Translator
 from bot.parser import DEFAULT_PREFIX, ArgumentError, bind_arguments, parse_invocation
+
+
+class Outcome(StrEnum):
+    """How a command ended: ``done`` ran; the others were refused or failed."""
+
+    DONE = "done"
+    UNKNOWN = "unknown"
+    DENIED = "denied"  # the sender lacks the permission
+    BAD_ARGUMENTS = "bad_arguments"
+    REFUSED = "refused"  # the handler refused (CommandError)
+    FAILED = "failed"
 
 
 class CommandDispatcher:
@@ -84,16 +96,28 @@ class CommandDispatcher:
 
         ``power_levels`` is the room's ``m.room.power_levels`` content (None if absent).
         """
+        outcome = await self.run(ctx, body, power_levels, room_creators=room_creators)
+        return outcome is not None
+
+    async def run(
+        self,
+        ctx: CommandContext,
+        body: str,
+        power_levels: Mapping[str, Any] | None,
+        *,
+        room_creators: Collection[str] = (),
+    ) -> Outcome | None:
+        """Like ``handle``, saying how it ended (None: not a command), for the audit log."""
         invocation = parse_invocation(body, self.prefix)
         if invocation is None:
-            return False
+            return None
         if not invocation.name:
             await ctx.reply_t("bare_prefix", prefix=self.prefix)
-            return True
+            return Outcome.UNKNOWN
         cmd = self.registry.get(invocation.name)
         if cmd is None:
             await ctx.reply_unknown(invocation.name)
-            return True
+            return Outcome.UNKNOWN
         spec = cmd.spec
         if not permissions.check(
             spec.permission, ctx.sender, self.admins, power_levels, room_creators=room_creators
@@ -105,14 +129,13 @@ class CommandDispatcher:
                 command=spec.name,
                 permission=ctx.t(f"permission.{spec.permission.value}"),
             )
-            return True
+            return Outcome.DENIED
         try:
             values = bind_arguments(spec, invocation.arg_text)
         except ArgumentError as e:
             await self._reply_argument_error(ctx, cmd, e)
-            return True
-        await self._run(ctx, cmd, values)
-        return True
+            return Outcome.BAD_ARGUMENTS
+        return await self._run(ctx, cmd, values)
 
     async def _reply_argument_error(
         self, ctx: CommandContext, cmd: RegisteredCommand, err: ArgumentError
@@ -125,12 +148,13 @@ class CommandDispatcher:
 
     async def _run(
         self, ctx: CommandContext, cmd: RegisteredCommand, values: Mapping[str, object]
-    ) -> None:
+    ) -> Outcome:
         self._log.debug("Running %s for %s in %s", cmd.spec.name, ctx.sender, ctx.room_id)
         try:
             await cmd.invoke(ctx, values)
         except CommandError as e:
             await ctx.reply_t(e.key, **e.params)
+            return Outcome.REFUSED
         except Exception as e:
             if isinstance(e, self._passthrough):
                 raise  # e.g. the homeserver is down: the event is retried as a whole
@@ -139,3 +163,5 @@ class CommandDispatcher:
                 "Command %s failed in %s (event %s)", cmd.spec.name, ctx.room_id, ctx.event_id
             )
             await ctx.reply_t("internal_error", reference=ctx.event_id)
+            return Outcome.FAILED
+        return Outcome.DONE

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from bot.commands import CommandRegistry
 from bot.context import BotServices
-from bot.dispatcher import CommandDispatcher
+from bot.dispatcher import CommandDispatcher, Outcome
 from bot.parser import parse_invocation
 from bot.render import to_html
 from bridge.core.ports import AuditPort, MatrixPort, RoomLanguagePort, RoutesPort
@@ -99,15 +99,21 @@ class CommandService:
             services=self._services,
             room_language=await self._rooms.language(room_id),
         )
-        await self._dispatcher.handle(ctx, content["body"], power_levels, room_creators=creators)
+        outcome = await self._dispatcher.run(
+            ctx, content["body"], power_levels, room_creators=creators
+        )
         await self._log.mark(event_id, room_id, sender, "done")
         invocation = parse_invocation(content["body"], self._dispatcher.prefix)
         # Only the command's name is audited: arguments may name patients or colleagues.
+        ran = outcome is Outcome.DONE
         await self._audit.record(
             sender,
-            "bot.command",
+            "bot.command" if ran else "bot.command_refused",
             room_id=room_id,
             subject=event_id,
-            details={"command": invocation.name if invocation else ""},
+            details={
+                "command": invocation.name if invocation else "",
+                "outcome": str(outcome or ""),
+            },
         )
         return True

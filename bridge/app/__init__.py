@@ -197,6 +197,8 @@ class SanteGuard:
             languages=self.rooms,
             own_users=own,
             admins=frozenset(cfg.bot.admins),
+            db=self.db,
+            session=self.session,
         )
 
         # Commands, and the bot's presence in the rooms that invite it.
@@ -249,13 +251,13 @@ class SanteGuard:
         # Events: each capability subscribes to the types it handles.
         self.routes = EventRoutes(*own)
         subscribers: list[Subscriber] = [
+            *self.retention.subscribers,  # the event ledger first: it sees every event
             self.backstop,
             EnforcerPresence(self.enforcer_matrix, self.audit, self.alerts),
             self.forced,
             membership,
             self.commands,
             *self.mail.subscribers,
-            *self.retention.subscribers,
         ]
         if self.crypto is not None:
             subscribers.append(EncryptedEvents(self.crypto, self.rooms))
@@ -341,6 +343,7 @@ class SanteGuard:
         await self.db.start()
         await self.queue.open()
         self.audit.use_writer(self.queue.writer)
+        self.retention.use_writer(self.queue.writer)
         await self.verifications.load()
         await self.room_policies.load()
         await self.rooms.load()
@@ -365,6 +368,7 @@ class SanteGuard:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.dispatcher.stop()
+        await self.retention.stop()
         await self.mail.stop()
         if self.crypto is not None:
             await self.crypto.stop()

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from types import MappingProxyType
 
+import aiohttp
+from mautrix.util.async_db import Database
+
 from bridge.config import Config
 from bridge.core.ports import (
     AlertPort,
@@ -16,11 +19,15 @@ from bridge.core.ports import (
     Subscriber,
     TextPort,
 )
+from bridge.db.sqlite_writer import SQLiteWriter
 from bridge.gate.policy import StateRule
 from bridge.matrix.client import MatrixClient
 from bridge.ops.scheduler import Job
+from bridge.retention.admin_api import SynapseAdmin
 from bridge.retention.commands import RetentionCommands
 from bridge.retention.config import RetentionConfig
+from bridge.retention.inactive import InactiveRooms, InactivityStore
+from bridge.retention.ledger import EventLedger, LedgerSubscriber
 from bridge.retention.policy import RETENTION_EVENT, check_content
 from bridge.retention.service import RetentionPolicies
 
@@ -35,9 +42,21 @@ def retention_rules(config: RetentionConfig) -> Mapping[str, StateRule]:
 @dataclass
 class RetentionParts:
     policies: RetentionPolicies | None = None
+    admin: SynapseAdmin | None = None
+    inactive: InactiveRooms | None = None
+    ledger: LedgerSubscriber | None = None
     commands: list[object] = field(default_factory=list)
     subscribers: list[Subscriber] = field(default_factory=list)
     jobs: list[Job] = field(default_factory=list)
+
+    def use_writer(self, writer: SQLiteWriter | None) -> None:
+        """On SQLite, the ledger commits through the intake's writer, like the audit log."""
+        if self.ledger is not None:
+            self.ledger.ledger.use_writer(writer)
+
+    async def stop(self) -> None:
+        if self.ledger is not None:
+            await self.ledger.close()
 
 
 def build_retention(
@@ -52,6 +71,8 @@ def build_retention(
     languages: RoomLanguagePort,
     own_users: frozenset[str],
     admins: Collection[str],
+    db: Database,
+    session: aiohttp.ClientSession,
 ) -> RetentionParts:
     r = cfg.retention
     if not r.enabled:
@@ -66,7 +87,30 @@ def build_retention(
         default_language=cfg.bot.language,
         own_users=own_users,
     )
-    parts = RetentionParts(policies=policies)
+    # The admin API, as the enforcement user (which the install makes a server admin).
+    admin = SynapseAdmin(
+        cfg.homeserver.address,
+        cfg.appservice.as_token.get_secret_value(),
+        enforcer.bot_mxid,
+        session,
+    )
+    inactive = InactiveRooms(
+        InactivityStore(db),
+        enforcer,
+        admin,
+        audit,
+        alerts,
+        text,
+        is_protected=is_protected,
+        languages=languages,
+        default_language=cfg.bot.language,
+        after_ms=r.inactive_after_ms,
+        notice_ms=r.inactive_notice_ms,
+    )
+    # First subscriber: it sees every event, those other guards refuse included.
+    ledger = LedgerSubscriber(EventLedger(db), own_users)
+    parts = RetentionParts(policies=policies, admin=admin, inactive=inactive, ledger=ledger)
+    parts.subscribers.append(ledger)
     parts.subscribers.append(policies)
     parts.commands.append(
         RetentionCommands(policies, bot, admins=admins, is_protected=is_protected)
@@ -82,6 +126,14 @@ def build_retention(
             interval_seconds=cfg.gate.reconcile_minutes * 60,
             retry_seconds=60,
             first_delay_seconds=0,
+        )
+    )
+    parts.jobs.append(
+        Job(
+            "retention_inactive",
+            inactive.run,
+            interval_seconds=r.inactive_check_minutes * 60,
+            retry_seconds=300,
         )
     )
     return parts

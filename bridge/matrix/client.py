@@ -133,7 +133,7 @@ class MatrixClient:
             self.bot.send_message_event(
                 RoomID(room_id),
                 EventType.ROOM_MESSAGE,
-                content,
+                content,  # type: ignore[arg-type]
             ),
         )
         return str(event_id)
@@ -246,7 +246,7 @@ class MatrixClient:
             self.bot.send_message_event(
                 RoomID(room_id),
                 EventType.find(event_type, t_class=EventType.Class.MESSAGE),
-                content,
+                content,  # type: ignore[arg-type]
                 txn_id=txn_id,
             ),
         )

@@ -270,9 +270,11 @@ class InactiveRooms:
     async def _close(self, row: Inactivity, now: int) -> None:
         lang = await self._language(row.room_id)
         try:
-            delete_id = await self._admin.delete_room(
-                row.room_id, message=self._t.t("retention.notice.closed", lang), purge=True
+            # Told in the room itself: deleting it removes everyone and its history.
+            await self._enforcer.send_notice(
+                row.room_id, self._t.t("retention.notice.closed", lang)
             )
+            delete_id = await self._admin.delete_room(row.room_id, message=None, purge=True)
         except Exception as e:
             await self._audit.record(
                 self._enforcer.bot_mxid,

@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 
 from bridge import __version__
+from bridge.app.oneoff import one_off_database
 from bridge.config import ConfigError, load_config, read_raw_config, sqlite_path
-from bridge.db.oneoff import one_off_database
 from bridge.registration import build_registration, generate_tokens
 
 
@@ -120,7 +120,9 @@ def _parser() -> argparse.ArgumentParser:
 def _capability_parsers() -> list[Callable[[Any], None]]:
     """Subcommands a capability declares in its own ``cli.py`` (``add_parser(sub)``,
     which sets ``handler``): they stay next to the code they drive."""
-    return []
+    from bridge.report import cli as report_cli
+
+    return [report_cli.add_parser]
 
 
 def cmd_generate_registration(args: argparse.Namespace) -> int:

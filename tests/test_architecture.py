@@ -10,7 +10,9 @@ in it is collected: module level, inside functions, under ``if TYPE_CHECKING:``,
 - shared (SHARED): bridge.core and their own package only;
 - bridge.core (and the bridge/__init__.py root, which runs before any bridge import):
   bridge.core only;
-- top level (TOP_LEVEL): anything in bridge/ and bot/.
+- top level (TOP_LEVEL): anything in bridge/ and bot/; a capability's ``cli.py`` (its
+  ``santeguard`` subcommands, reached only from bridge/cli.py) is an entry point and
+  held to this rule too.
 
 A folder or module under bridge/ that is in none of these lists is reported too, so a
 new package gets a layer when it is added (a new capability is one edit: CAPABILITIES).
@@ -35,6 +37,7 @@ CAPABILITIES: tuple[str, ...] = (
     "commands",
     "mail",
     "retention",
+    "report",
 )
 SHARED: tuple[str, ...] = ("db", "matrix", "ops")  # plus core, which has its own rule
 TOP_LEVEL: tuple[str, ...] = (
@@ -208,6 +211,8 @@ def layer_of(module: str, capabilities: Iterable[str]) -> Layer:
     if name in SHARED:
         return Layer("shared", package)
     if name in tuple(capabilities):
+        if parts[-1] == "cli":
+            return Layer("top", package)  # a capability's command-line entry point
         return Layer("capability", package)
     if name in TOP_LEVEL:
         return Layer("top", package)

@@ -28,6 +28,8 @@ async def test_every_capability_is_registered(tmp_path: Path) -> None:
             "reverify",
             "enforcement",
             "reconcile",
+            "retention_policy",
+            "retention_inactive",
         }
         # Least privilege: the enforcement user is not the bot (which has the device).
         assert sg.enforcer_matrix.bot_mxid != sg.matrix.bot_mxid

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from bridge import __version__
 from bridge.app.mail import build_mail
+from bridge.app.report import build_report_commands
 from bridge.app.retention import build_retention
 from bridge.app.wiring import (
     build_command_service,
@@ -240,6 +241,16 @@ class SanteGuard:
                 ),
                 self.mail.commands,
                 *self.retention.commands,
+                build_report_commands(
+                    cfg,
+                    db=self.db,
+                    session=self.session,
+                    matrix=self.matrix,
+                    crypto=self.crypto,
+                    enforcer_id=self.enforcer_matrix.bot_mxid,
+                    chain=self.audit,
+                    is_admin_room=self.gatekeeper.is_admin_room,
+                ),
             ),
             status=self.status,
             matrix=self.matrix,
@@ -327,9 +338,7 @@ class SanteGuard:
     def _report(self) -> dict[str, Any]:
         """Beside the checks: what degrades without making SantéGuard unready. A mail
         outage must not take the gate (served by the same process) out of service."""
-        body: dict[str, Any] = {
-            "stuck_rooms": [asdict(s) for s in self.dispatcher.stuck_rooms()]
-        }
+        body: dict[str, Any] = {"stuck_rooms": [asdict(s) for s in self.dispatcher.stuck_rooms()]}
         if self.mail.health is not None:
             body["mail"] = self.mail.health.report_body()
         return body

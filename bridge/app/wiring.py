@@ -50,6 +50,7 @@ from bridge.matrix.client import MatrixClient
 from bridge.ops.metrics import Metrics
 from bridge.ops.scheduler import Job, Scheduler
 from bridge.ops.status import Status
+from bridge.report.text import CATALOG as REPORT_TEXT
 from bridge.retention.rooms_text import CATALOG as RETENTION_ROOMS_TEXT
 from bridge.retention.text import CATALOG as RETENTION_TEXT
 from bridge.spine.queue import EventQueueStore
@@ -64,6 +65,7 @@ TEXT_CATALOGS = (
     MAIL_TEXT,
     RETENTION_TEXT,
     RETENTION_ROOMS_TEXT,
+    REPORT_TEXT,
     HOMESERVER_CHECK_TEXT,
 )
 """Every capability's texts; with the framework's own, the one catalog (see the test)."""

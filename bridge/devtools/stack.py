@@ -40,6 +40,8 @@ def synapse_retention(retention: RetentionConfig) -> dict[str, Any]:
         "enabled": True,
         "allowed_lifetime_min": bounds.min_ms,
         "allowed_lifetime_max": bounds.max_ms,
+        # Rooms without a policy of their own (SantéGuard gives protected rooms one).
+        "default_policy": {"max_lifetime": bounds.default_max_ms},
         "purge_jobs": [{"interval": retention.purge_interval_ms}],
     }
 

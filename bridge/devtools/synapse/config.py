@@ -219,6 +219,18 @@ def homeserver_config(
         "enable_metrics": False,
         "enable_registration": False,
         "bcrypt_rounds": 4,  # password hashing in ms, not ~0.3 s per register/login
+        # The policy a health network needs (check-homeserver); the harness registers its
+        # users with the shared-secret admin API, which the policy does not apply to.
+        "password_config": {
+            "policy": {
+                "enabled": True,
+                "minimum_length": 14,
+                "require_digit": True,
+                "require_symbol": True,
+                "require_lowercase": True,
+                "require_uppercase": True,
+            }
+        },
         "registration_shared_secret": registration_shared_secret,
         "macaroon_secret_key": macaroon_secret_key,
         "form_secret": form_secret,

@@ -1,4 +1,6 @@
-"""The configured database, upgraded, for one-off commands (``santeguard audit …``)."""
+"""The configured database, upgraded, for one-off commands (``santeguard audit …``).
+
+In the composition root: it is the one place that knows both the config and the database."""
 
 from __future__ import annotations
 

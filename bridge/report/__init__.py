@@ -1,0 +1,1 @@
+"""DPO report capability: one self-contained HTML file on rooms, retention proof and decisions."""

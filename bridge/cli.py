@@ -120,9 +120,10 @@ def _parser() -> argparse.ArgumentParser:
 def _capability_parsers() -> list[Callable[[Any], None]]:
     """Subcommands a capability declares in its own ``cli.py`` (``add_parser(sub)``,
     which sets ``handler``): they stay next to the code they drive."""
+    from bridge.audit import cli as audit_cli
     from bridge.report import cli as report_cli
 
-    return [report_cli.add_parser]
+    return [audit_cli.add_parser, report_cli.add_parser]
 
 
 def cmd_generate_registration(args: argparse.Namespace) -> int:

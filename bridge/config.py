@@ -28,6 +28,7 @@ from pydantic_settings import (
 )
 from yarl import URL
 
+from bridge.audit.config import AuditConfig
 from bridge.mail.config import MailConfig
 from bridge.retention.config import RetentionConfig
 
@@ -250,6 +251,7 @@ class Config(BaseSettings):
     encryption: EncryptionConfig = Field(default_factory=EncryptionConfig)
     mail: MailConfig = Field(default_factory=MailConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 
     @classmethod
     def settings_customise_sources(
@@ -285,6 +287,7 @@ class Config(BaseSettings):
             self.directory.fhir_api_key,
             self.directory.homeserver_admin_token,
             *self.mail.secret_values(),
+            *self.audit.secret_values(),
         ]
         out = [v.get_secret_value() for v in values if v is not None]
         return [s for s in out if len(s) >= 6]
@@ -334,6 +337,8 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
     for key in ("ca_file", "client_cert", "client_key"):
         if (value := getattr(cfg.mail, key)) is not None:
             setattr(cfg.mail, key, str(base / value))
+    for key in ("key_file", "checkpoint_file"):
+        setattr(cfg.audit, key, str(base / getattr(cfg.audit, key)))
     return cfg
 
 

@@ -59,6 +59,8 @@ PURE_MODULES: tuple[str, ...] = (
     "bridge/identity/sources/extract/parse.py",
     "bridge/identity/sources/fhir/mapping.py",
     "bridge/audit/chain.py",
+    "bridge/audit/seal.py",
+    "bridge/audit/verify.py",
     "bridge/core/decision.py",
     "bridge/core/antispam.py",
     "bridge/core/professions.py",

@@ -30,6 +30,9 @@ async def test_every_capability_is_registered(tmp_path: Path) -> None:
             "reconcile",
             "retention_policy",
             "retention_inactive",
+            "retention_audit",
+            "audit_checkpoint",
+            "audit_prune",
         }
         # Least privilege: the enforcement user is not the bot (which has the device).
         assert sg.enforcer_matrix.bot_mxid != sg.matrix.bot_mxid

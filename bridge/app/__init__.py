@@ -30,7 +30,9 @@ from bridge.app.wiring import (
     enforcer_mxid,
     network_policy,
 )
+from bridge.audit.keys import load_signing_key
 from bridge.audit.log import AuditLog
+from bridge.audit.sealer import AuditSealer
 from bridge.commands.log import CommandLog
 from bridge.commands.membership import BotMembership
 from bridge.commands.rooms import LanguageSetting, RoomStore
@@ -58,6 +60,7 @@ from bridge.matrix.client import MatrixClient
 from bridge.ops.alerts import AdminAlerts
 from bridge.ops.health import Readiness
 from bridge.ops.metrics import Metrics
+from bridge.ops.scheduler import Job
 from bridge.ops.status import Status
 from bridge.spine.dispatch import Dispatcher
 from bridge.spine.http import AppserviceServer
@@ -195,6 +198,7 @@ class SanteGuard:
             alerts=self.alerts,
             text=t,
             is_protected=self.gatekeeper.is_protected,
+            is_admin_room=self.gatekeeper.is_admin_room,
             languages=self.rooms,
             own_users=own,
             admins=frozenset(cfg.bot.admins),
@@ -297,10 +301,43 @@ class SanteGuard:
             self.enforcer,
             self.reconciler,
             bot_ready=self.bot.ready,
-            extra_jobs=[*self.mail.jobs, *self.retention.jobs],
+            extra_jobs=[*self.mail.jobs, *self.retention.jobs, *self._seal_jobs()],
         )
         self.enforcer.on_planned = lambda: self.scheduler.trigger("enforcement")
         self._runner: web.AppRunner | None = None
+        # Made at start: loading (or generating) the signing key is not construction.
+        self.sealer: AuditSealer | None = None
+
+    def _seal_jobs(self) -> list[Job]:
+        """The audit log's signed checkpoints and its pruning (the sealer exists by then:
+        the scheduler starts after it)."""
+        cfg = self.config.audit
+
+        async def checkpoint() -> None:
+            assert self.sealer is not None
+            await self.sealer.checkpoint()
+
+        async def prune() -> None:
+            assert self.sealer is not None
+            await self.sealer.prune(cfg.keep_days)
+
+        return [
+            Job(
+                "audit_checkpoint",
+                checkpoint,
+                interval_seconds=cfg.checkpoint_minutes * 60,
+                retry_seconds=300,
+                first_delay_seconds=0,
+            ),
+            Job("audit_prune", prune, interval_seconds=86400, first_delay_seconds=600),
+        ]
+
+    async def _post_checkpoint(self, text: str) -> object:
+        """A checkpoint is posted in the admin room: out of the database owner's reach."""
+        room = self.config.gate.admin_room
+        if room is None:
+            return None
+        return await self.matrix.send_notice(room, text)
 
     @property
     def bot_ready(self) -> asyncio.Event:
@@ -353,6 +390,15 @@ class SanteGuard:
         await self.queue.open()
         self.audit.use_writer(self.queue.writer)
         self.retention.use_writer(self.queue.writer)
+        self.sealer = AuditSealer(
+            self.db,
+            self.audit,
+            load_signing_key(cfg.audit, create=True),
+            cfg.audit.checkpoint_file,
+            post=self._post_checkpoint if cfg.gate.admin_room else None,
+            translator=self.translator,
+            lang=cfg.bot.language,
+        )
         await self.verifications.load()
         await self.room_policies.load()
         await self.rooms.load()
@@ -378,6 +424,11 @@ class SanteGuard:
             await self._runner.cleanup()
         await self.dispatcher.stop()
         await self.retention.stop()
+        if self.sealer is not None:
+            try:
+                await self.sealer.checkpoint()  # what was recorded up to the stop is sealed
+            except Exception as e:
+                log.warning("Could not seal the audit log at stop: %s", type(e).__name__)
         await self.mail.stop()
         if self.crypto is not None:
             await self.crypto.stop()

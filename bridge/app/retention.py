@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from types import MappingProxyType
 
@@ -24,7 +25,8 @@ from bridge.gate.policy import StateRule
 from bridge.matrix.client import MatrixClient
 from bridge.ops.scheduler import Job
 from bridge.retention.admin_api import SynapseAdmin
-from bridge.retention.commands import RetentionCommands
+from bridge.retention.audit import RetentionAudit
+from bridge.retention.commands import AuditCommands, RetentionCommands
 from bridge.retention.config import RetentionConfig
 from bridge.retention.inactive import InactiveRooms, InactivityStore
 from bridge.retention.ledger import EventLedger, LedgerSubscriber
@@ -45,6 +47,7 @@ class RetentionParts:
     admin: SynapseAdmin | None = None
     inactive: InactiveRooms | None = None
     ledger: LedgerSubscriber | None = None
+    audit: RetentionAudit | None = None
     commands: list[object] = field(default_factory=list)
     subscribers: list[Subscriber] = field(default_factory=list)
     jobs: list[Job] = field(default_factory=list)
@@ -68,6 +71,7 @@ def build_retention(
     alerts: AlertPort,
     text: TextPort,
     is_protected: Callable[[str], bool],
+    is_admin_room: Callable[[str], bool],
     languages: RoomLanguagePort,
     own_users: frozenset[str],
     admins: Collection[str],
@@ -112,8 +116,40 @@ def build_retention(
     parts = RetentionParts(policies=policies, admin=admin, inactive=inactive, ledger=ledger)
     parts.subscribers.append(ledger)
     parts.subscribers.append(policies)
-    parts.commands.append(
-        RetentionCommands(policies, bot, admins=admins, is_protected=is_protected)
+    # The purge-proof audit: every room on the server, proven through the admin API.
+    proof = RetentionAudit(
+        db,
+        admin,
+        ledger.ledger,
+        r.bounds,
+        r.purge_interval_ms,
+        audit,
+        lambda: datetime.now(UTC),
+        before_run=ledger.flush,
+    )
+    parts.audit = proof
+    parts.commands += [
+        RetentionCommands(
+            policies, bot, admins=admins, is_protected=is_protected, last_audit=proof
+        ),
+        AuditCommands(proof, is_admin_room=is_admin_room),
+    ]
+
+    keep_ms = cfg.audit.keep_days * 86_400_000
+
+    async def run_audit() -> None:
+        await proof.run()
+        # Proven-gone entries are evidence as long as the audit log keeps its own.
+        await ledger.ledger.prune(int(datetime.now(UTC).timestamp() * 1000) - keep_ms)
+
+    parts.jobs.append(
+        Job(
+            "retention_audit",
+            run_audit,
+            interval_seconds=r.audit_hours * 3600,
+            retry_seconds=600,
+            first_delay_seconds=600,
+        )
     )
 
     async def sweep() -> None:

@@ -20,6 +20,7 @@ from bot.commands import CommandRegistry
 from bot.dispatcher import CommandDispatcher
 from bot.i18n import Translator
 from bridge.app.retention import retention_rules
+from bridge.audit.text import CATALOG as AUDIT_TEXT
 from bridge.commands.log import CommandLog
 from bridge.commands.rooms import RoomStore
 from bridge.commands.service import CommandService
@@ -66,6 +67,7 @@ TEXT_CATALOGS = (
     RETENTION_TEXT,
     RETENTION_ROOMS_TEXT,
     REPORT_TEXT,
+    AUDIT_TEXT,
     HOMESERVER_CHECK_TEXT,
 )
 """Every capability's texts; with the framework's own, the one catalog (see the test)."""

@@ -2,6 +2,8 @@
 
 Each entry's hash covers the previous entry's hash and the entry's canonical JSON, so
 editing, deleting or reordering any stored entry breaks ``verify()`` from that point on.
+Deleting the *last* entries does not break the chain: the signed checkpoints of
+:mod:`bridge.audit.sealer` catch that.
 """
 
 from __future__ import annotations
@@ -9,15 +11,20 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mautrix.util.async_db import Database
+from mautrix.util.async_db import Database, Scheme
 
 from bridge.audit.chain import GENESIS, ChainCheck, check_chain, entry_hash
 from bridge.db.sqlite_writer import SQLiteWriter
 from bridge.db.txn import write_transaction
 
+# json.dumps(details, ensure_ascii=False, sort_keys=True), without building an encoder
+# per call. The hash covers the stored text, whatever its spacing.
+_DETAILS = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+_COLUMNS = ("ts", "actor", "action", "room_id", "subject", "details", "prev_hash", "hash")
 _INSERT = (
     "INSERT INTO audit_log (ts, actor, action, room_id, subject, details, prev_hash, hash) "
     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -47,8 +54,9 @@ class AuditLog:
     head is reloaded from the database and every waiter of that batch gets the error.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
         self.db = db
+        self._clock = clock
         self._writer: SQLiteWriter | None = None
         self._head: str | None = None
         self._pending: list[tuple[tuple[Any, ...], asyncio.Future[None]]] = []
@@ -64,11 +72,16 @@ class AuditLog:
             await self._writer.executemany(_INSERT, rows)
             return
         async with write_transaction(self.db) as conn:
-            await conn.executemany(_INSERT, rows)
+            if self.db.scheme == Scheme.SQLITE:
+                await conn.executemany(_INSERT, rows)
+            else:  # binary COPY: the rows keep their order, and their seq follows it
+                await conn.copy_records_to_table("audit_log", records=rows, columns=_COLUMNS)
 
     async def _chain_head(self) -> str:
         if self._head is None:
             prev = await self.db.fetchval("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            if not prev:  # an empty log: it goes on from where pruning left it, if it was
+                prev = await self.db.fetchval("SELECT hash FROM audit_anchor WHERE id = 1")
             # Another record may have set the head while we were reading.
             if self._head is None:
                 self._head = str(prev) if prev else GENESIS
@@ -83,18 +96,23 @@ class AuditLog:
         subject: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> str:
-        details_json = json.dumps(details or {}, ensure_ascii=False, sort_keys=True)
-        ts = int(time.time() * 1000)
-        prev_hash = await self._chain_head()
-        prev_hash = self._head or prev_hash  # the head after any concurrent appends
+        details_json = _DETAILS.encode(details or {})
+        ts = int(self._clock() * 1000)
+        prev_hash = self._head
+        if prev_hash is None:
+            prev_hash = await self._chain_head()
+            prev_hash = self._head or prev_hash  # the head after any concurrent appends
         digest = entry_hash(prev_hash, ts, actor, action, room_id, subject, details_json)
         self._head = digest
+        # One future per caller (not shared, not shielded): a caller that is cancelled
+        # cancels only its own wait; its entry is committed with the batch all the same.
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        row = (ts, actor, action, room_id, subject, details_json, prev_hash, digest)
-        self._pending.append((row, done))
+        self._pending.append(
+            ((ts, actor, action, room_id, subject, details_json, prev_hash, digest), done)
+        )
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.create_task(self._flush(), name="santeguard-audit")
-        await asyncio.shield(done)
+        await done
         return digest
 
     async def _flush(self) -> None:
@@ -139,9 +157,12 @@ class AuditLog:
         ]
 
     async def verify(self) -> ChainCheck:
-        """Recompute the whole chain; report the first entry that does not match."""
+        """Recompute the whole chain (from the pruning anchor, if the log was pruned);
+        report the first entry that does not match. ``santeguard audit verify`` checks
+        the checkpoints too (``bridge.audit.store.verify_database``)."""
         rows = await self.db.fetch(
             "SELECT seq, ts, actor, action, room_id, subject, details, prev_hash, hash "
             "FROM audit_log ORDER BY seq"
         )
-        return check_chain(rows)
+        start = await self.db.fetchval("SELECT hash FROM audit_anchor WHERE id = 1")
+        return check_chain(rows, start or GENESIS)

@@ -58,6 +58,7 @@ class EventProbe:
     event_id: str
     kind: ProbeKind
     detail: str | None = None
+    depth: int | None = None  # present events: their depth in the room's DAG
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +176,7 @@ class SynapseAdmin:
         """``GET /_synapse/admin/v1/fetch_event/<id>`` (Synapse 1.140+): 200 while the
         event is stored, 404 once purged. Never raises: the outcome is in the probe."""
         try:
-            await self._request(
+            data = await self._request(
                 "GET", f"{ADMIN}/v1/fetch_event/{quote(event_id, safe='')}", "fetch_event"
             )
         except NotFound:
@@ -184,7 +185,9 @@ class SynapseAdmin:
             return EventProbe(event_id, "forbidden")
         except (TransientError, AdminApiError) as e:
             return EventProbe(event_id, "error", str(e))
-        return EventProbe(event_id, "present")
+        event = data.get("event") if isinstance(data, dict) else None
+        depth = event.get("depth") if isinstance(event, dict) else None
+        return EventProbe(event_id, "present", depth=depth if isinstance(depth, int) else None)
 
     async def event_purged(self, event_id: str) -> bool:
         """True only on a 404 from ``fetch_event`` (present, forbidden or failing: False)."""
@@ -197,11 +200,15 @@ class SynapseAdmin:
         dir: Literal["f", "b"] = "f",
         limit: int = _PAGE,
         from_token: str | None = None,
+        raw: bool = False,
     ) -> MessagesPage:
         """Admin ``/rooms/<id>/messages``: no visibility filtering, so events hidden by
         the retention policy but not yet purged are listed. Purged history is not (and
-        state events left by a purge are outliers, which pagination skips)."""
+        state events left by a purge are outliers, which pagination skips). ``raw``: the
+        federation format, which carries each event's ``depth``."""
         params: dict[str, str | int] = {"dir": dir, "limit": limit}
+        if raw:
+            params["raw"] = "true"
         if from_token:
             params["from"] = from_token
         data = await self._request(

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 from bot import permissions
 from bot.commands import Arg, ArgKind, CommandError, Permission, command
 from bot.context import CommandContext
 from bridge.core.ports import MatrixPort
+from bridge.retention.audit import RetentionAudit
+from bridge.retention.audit_render import render
 from bridge.retention.policy import DurationError, days, human_duration, parse_duration
 from bridge.retention.service import RetentionPolicies
 
 
 class LastAuditPort(Protocol):
-    async def room_verdict(self, room_id: str) -> tuple[str, int] | None:
-        """The latest audit's verdict for the room and when it ran (ms), if any."""
+    async def latest_by_room(self) -> dict[str, tuple[str, str, int]]:
+        """Each room's latest verdict: room → (verdict, policy state, finished at)."""
         ...
 
 
@@ -69,7 +71,7 @@ class RetentionCommands:
         if not self._protected(ctx.room_id):
             lines.append(ctx.t("retention.unprotected"))
         if self._last_audit is not None:
-            verdict = await self._last_audit.room_verdict(ctx.room_id)
+            verdict = (await self._last_audit.latest_by_room()).get(ctx.room_id)
             if verdict is None:
                 lines.append(ctx.t("retention.no_audit_yet"))
             else:
@@ -99,3 +101,18 @@ class RetentionCommands:
             )
         await self._policies.set(ctx.room_id, {"max_lifetime": ms}, by=ctx.sender)
         await ctx.reply_t("retention.set_done", duration=self._duration(ctx, ms))
+
+
+class AuditCommands:
+    """`!sg audit`: run the purge-proof audit now and answer with its verdict (admin room)."""
+
+    def __init__(self, audit: RetentionAudit, *, is_admin_room: Callable[[str], bool]) -> None:
+        self._audit = audit
+        self._is_admin_room = is_admin_room
+
+    @command("audit", "help.description.audit", permission=Permission.NETWORK_ADMIN)
+    async def audit(self, ctx: CommandContext) -> None:
+        if not self._is_admin_room(ctx.room_id):
+            raise CommandError("retention.audit_admin_room_only")
+        run = await self._audit.run()
+        await ctx.reply(render(run, ctx.translator.t, ctx.language))

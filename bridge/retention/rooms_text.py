@@ -36,6 +36,8 @@ CATALOG: Mapping[str, Mapping[str, str]] = {
         "retention.duration_too_long": "« {value} » est bien trop long pour une politique de conservation.",
         "help.description.retention": "Afficher la politique de conservation du salon ; « set 90d » la change (administrateurs du salon, dans les bornes du réseau).",
         "arg.duration": "durée",
+        "help.description.audit": "Lancer maintenant l'audit de suppression : politiques des salons, preuve que l'historique expiré a disparu, médias (salon d'administration).",
+        "retention.audit_admin_room_only": "Cette commande ne s'utilise que dans le salon d'administration.",
         "alert.inactive_close_failed": "Le salon inactif {room} n'a pas pu être fermé ({error}). L'utilisateur de contrôle de SantéGuard doit être administrateur du serveur (voir santeguard check-homeserver). Nouvel essai au prochain passage.",
     },
     "en": {
@@ -67,6 +69,8 @@ CATALOG: Mapping[str, Mapping[str, str]] = {
         "retention.duration_too_long": "“{value}” is far too long for a retention policy.",
         "help.description.retention": "Show the room's retention policy; “set 90d” changes it (room admins, within the network's bounds).",
         "arg.duration": "duration",
+        "help.description.audit": "Run the deletion audit now: room policies, proof that expired history is gone, media (admin room).",
+        "retention.audit_admin_room_only": "This command is only used in the admin room.",
         "alert.inactive_close_failed": "Inactive room {room} could not be closed ({error}). SantéGuard's enforcement user must be a server admin (see santeguard check-homeserver). Retried at the next pass.",
     },
 }

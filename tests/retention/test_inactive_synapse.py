@@ -19,7 +19,7 @@ from tests.retention.test_room_policy import ENCRYPTED, eventually, notice
 
 pytestmark = pytest.mark.synapse
 
-INACTIVE = {
+INACTIVE: dict[str, object] = {
     "min_lifetime": "1s",
     "default_max_lifetime": "1h",
     "max_lifetime": "1d",
@@ -73,9 +73,10 @@ async def step_until(stack: DevStack, room: str, action: str, timeout: float = 4
     """Run the inactivity check (the scheduled job's body) until ``action`` is audited."""
     sg = stack.santeguard
     assert sg is not None and sg.retention.inactive is not None
+    inactive = sg.retention.inactive
 
     async def done() -> list[str]:
-        await sg.retention.inactive.run()
+        await inactive.run()
         found = await actions(stack, room)
         return found if action in found else []
 

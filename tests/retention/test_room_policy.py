@@ -131,16 +131,16 @@ async def test_enforcer_gives_a_room_without_policy_the_default_and_tells_joiner
     """A room that predates SantéGuard has no policy: the sweep sets the default."""
     sg = gated_stack.santeguard
     assert sg is not None and sg.retention.policies is not None
-    room = await sg.enforcer_matrix.bot.create_room(
+    created = await sg.enforcer_matrix.bot.create_room(
         initial_state=[
             {
                 "type": "m.room.encryption",
                 "state_key": "",
                 "content": {"algorithm": "m.megolm.v1.aes-sha2"},
             }
-        ]  # type: ignore[list-item]
+        ]
     )
-    room = str(room)
+    room = str(created)
     assert (await sg.retention.policies.current(room)).state == "missing"
     assert await sg.retention.policies.sweep() >= 1
     assert (await sg.retention.policies.current(room)).content == {"max_lifetime": DEFAULT_MS}

@@ -278,8 +278,12 @@ class MatrixClient:
         try:
             content = await self._call(
                 f"state {event_type}",
-                self.bot.get_state_event(
-                    RoomID(room_id), EventType.find(event_type, EventType.Class.STATE)
+                # Never joins to read: a user of SantéGuard's reads only where it is.
+                # (IntentAPI's wrapper takes ensure_joined; the typed signature does not.)
+                self.bot.get_state_event(  # type: ignore[call-arg]
+                    RoomID(room_id),
+                    EventType.find(event_type, EventType.Class.STATE),
+                    ensure_joined=False,
                 ),
             )
         except MatrixStandardRequestError as e:
@@ -298,6 +302,7 @@ class MatrixClient:
                 RoomID(room_id),
                 EventType.find(event_type, EventType.Class.STATE),
                 content,
+                ensure_joined=False,
             ),
         )
         return str(event_id)

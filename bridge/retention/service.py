@@ -164,7 +164,9 @@ class RetentionPolicies:
             return await self.ensure(room_id)
         unsigned = event.get("unsigned") or {}
         previous = (unsigned.get("prev_content") or {}).get("membership")
-        if user in self._own or previous == "join":  # a profile change is not a join
+        # A profile change is not a join; a join with no earlier membership is the
+        # creator's, while the room is being created (its policy is in the initial state).
+        if user in self._own or previous in (None, "join"):
             return False
         current = await self.current(room_id)
         await self._announce(room_id, current.effective_ms, "retention.notice.welcome", user=user)

@@ -57,7 +57,12 @@ def test_demo_runs_once_and_cleans_up(tmp_path: Path, lang: str) -> None:
     if lang == "fr":
         assert "bot : pong" in out
         assert "chaîne de hachage intacte" in out
-        assert out.count("REFUSÉ par le homeserver") == 4  # clear room, invite, join, message
+        # Clear room, invite, join, message, 10-year retention.
+        assert out.count("REFUSÉ par le homeserver") == 5
+        assert "m.room.retention = 180 jours (bornes du réseau : 1 à 365 jours)" in out
+        assert "3650 jours sort des bornes du réseau" in out
+        assert "compte de contrôle, aux membres : Politique de conservation" in out
+        assert "Point de contrôle signé (Ed25519)" in out
         assert "n'exerce plus selon l'Annuaire Santé" in out
         assert "déchiffrée par le Dr Exemple : **Chiffrement de ce salon**" in out
         assert "ce que le serveur stocke : m.room.encrypted (m.megolm.v1.aes-sha2)" in out
@@ -65,7 +70,9 @@ def test_demo_runs_once_and_cleans_up(tmp_path: Path, lang: str) -> None:
     else:
         assert "bot: pong" in out
         assert "hash chain intact" in out
-        assert out.count("REFUSED by the homeserver") == 4
+        assert out.count("REFUSED by the homeserver") == 5
+        assert "m.room.retention = 180 days (network bounds: 1 to 365 days)" in out
+        assert "enforcement account, to the members: This room's retention policy" in out
         # The bot answers in the demo's language, not only the narration.
         assert "bot: pong — latency:" in out
         assert "verified: Julien EXEMPLE" in out
@@ -74,7 +81,12 @@ def test_demo_runs_once_and_cleans_up(tmp_path: Path, lang: str) -> None:
         assert "decrypted by Dr Exemple: **Encryption of this room**" in out
         assert "what the server stores: m.room.encrypted (m.megolm.v1.aes-sha2)" in out
         # Refusals the homeserver shows are bilingual, the configured language first.
-        english = ("must be end-to-end encrypted", "is not a verified", "Message refused")
+        english = (
+            "must be end-to-end encrypted",
+            "is not a verified",
+            "Message refused",
+            "outside the network's bounds",
+        )
         for reason in _bot_replies(out, "REFUSED by the homeserver: "):
             assert any(text in reason.split(" / ")[0] for text in english), reason
         assert "reason shown: “@ide.pansement:santeguard.test no longer practises" in out
@@ -83,6 +95,10 @@ def test_demo_runs_once_and_cleans_up(tmp_path: Path, lang: str) -> None:
                 assert french not in reply, reply
         assert f"Working directory kept (--keep): {workdir}" in out
     _check_mail_part(out, lang)
+    # The DPO report was written, self-contained, in the demo's language.
+    report = (workdir / "rapport-dpo.html").read_text(encoding="utf-8")
+    assert "RCP oncologie" in report and "<script" not in report
+    assert ("Rapport DPO" if lang == "fr" else "DPO report") in report
     # No synapse (nor relay, nor Dovecot) left running from this workdir.
     _no_process_left(workdir)
     log = (workdir / "santeguard.log").read_text()

@@ -34,6 +34,8 @@ from bridge.devtools.nio_peer import NioPeer, notice_from
 from bridge.devtools.stack import DevStack
 from bridge.identity.sources.extract import import_extract
 from bridge.ops.log import setup_logging
+from bridge.report.cli import build_report
+from bridge.report.render import render_html
 
 SAMPLE = Path(__file__).resolve().parent / "demo_extract.txt"
 ENCRYPTED = [
@@ -155,6 +157,7 @@ async def scenario(
         await ide.join(room)
         say.say("clear_msg")
         await _attempt(say, doc.send_text(room, "Patient X : résultats de la biopsie"))
+        await _retention(say, sg, doc, room, control)
 
         await _wait(lambda: _member(sg, room, ide_u.user_id))
         say.say("e2ee", name=name)
@@ -208,7 +211,40 @@ async def scenario(
         else say.text.t("audit_bad", say.lang, seq=check.first_bad_seq)
     )
     say.say("audit", n=check.entries, state=state)
+    assert sg.sealer is not None
+    sealed = await sg.sealer.checkpoint()
+    if sealed is not None:
+        say.say("sealed", seq=sealed.seq, file=sg.config.audit.checkpoint_file)
+    data = await build_report(sg.config, say.lang)
+    out = workdir / "rapport-dpo.html"
+    out.write_text(render_html(data, sg.translator), encoding="utf-8")
+    say.say("report", path=out)
     say.say("connect", hs=stack.synapse.base_url, user=doc_u.user_id, password=doc_u.password)
+
+
+async def _retention(say: Narrator, sg: Any, doc: SimpleClient, room: str, control: str) -> None:
+    """The room's retention: born with the network's, out of bounds refused, changed."""
+    day = 86_400_000
+    path = f"/rooms/{room}/state/m.room.retention"
+    bounds = sg.config.retention.bounds
+    born = await doc.request("GET", path)
+    say.say(
+        "retention_born",
+        days=born["max_lifetime"] // day,
+        low=bounds.min_ms // day,
+        high=bounds.max_ms // day,
+    )
+    say.say("retention_long")
+    await _attempt(say, doc.request("PUT", path, {"max_lifetime": 3650 * day}))
+    say.say("retention_set")
+    await _attempt(say, doc.request("PUT", path, {"max_lifetime": 90 * day}))
+    told = await doc.wait_for_recent(
+        room,
+        lambda ev: (
+            ev.get("sender") == control and "90" in str(ev.get("content", {}).get("body", ""))
+        ),
+    )
+    say.say("control_notice", notice=told["content"]["body"])
 
 
 async def _bot_in(client: SimpleClient, room: str, bot: str) -> bool:

@@ -33,6 +33,12 @@ CATALOG: Mapping[str, Mapping[str, str]] = {
         "join_anon": "{user} essaie d'entrer seul dans le salon (public) …",
         "invite_nurse": "Il invite l'infirmière vérifiée {user} …",
         "clear_msg": "Il envoie un message EN CLAIR dans le salon protégé …",
+        "retention_born": "Le salon est né avec la politique de conservation du réseau : "
+        "m.room.retention = {days} jours (bornes du réseau : {low} à {high} jours).",
+        "retention_long": "Le Dr Exemple essaie de conserver l'historique 10 ans (Synapse "
+        "l'accepterait sans broncher) …",
+        "retention_set": "Il choisit 90 jours, dans les bornes …",
+        "control_notice": "   ↳ compte de contrôle, aux membres : {notice}",
         "e2ee": "Le Dr Exemple invite le bot dans « {name} », ouvre Element (appareil chiffré) et "
         "tape une commande : elle part chiffrée, le bot la déchiffre avec son propre appareil "
         "et répond chiffré.",
@@ -44,6 +50,10 @@ CATALOG: Mapping[str, Mapping[str, str]] = {
         "audit": "Journal d'audit : {n} décisions enregistrées, chaîne de hachage {state}.",
         "audit_ok": "intacte",
         "audit_bad": "CASSÉE à l'entrée {seq}",
+        "sealed": "Point de contrôle signé (Ed25519) de la tête de la chaîne : entrée n° {seq}, "
+        "écrit dans {file} ; « santeguard audit verify -c config.yaml » détecte toute "
+        "modification, suppression ou troncature.",
+        "report": "Rapport DPO (une page HTML autonome, à ouvrir dans un navigateur) : {path}",
         "durable": "Chaque transaction du homeserver est écrite en base avant d'être acquittée : "
         "{txns} transactions reçues, {pending} événements en attente.",
         "connect": "Pour vous connecter avec un client Matrix (Element, etc.) :\n"
@@ -121,6 +131,12 @@ CATALOG: Mapping[str, Mapping[str, str]] = {
         "join_anon": "{user} tries to join the (public) room on their own …",
         "invite_nurse": "He invites the verified nurse {user} …",
         "clear_msg": "He sends a message IN CLEAR in the protected room …",
+        "retention_born": "The room was born with the network's retention policy: "
+        "m.room.retention = {days} days (network bounds: {low} to {high} days).",
+        "retention_long": "Dr Exemple tries to keep history for 10 years (Synapse would "
+        "accept it without a word) …",
+        "retention_set": "He chooses 90 days, within the bounds …",
+        "control_notice": "   ↳ enforcement account, to the members: {notice}",
         "e2ee": "Dr Exemple invites the bot into “{name}”, opens his encrypted client and types "
         "a command: it leaves encrypted, the bot decrypts it with its own device and answers "
         "encrypted.",
@@ -132,6 +148,10 @@ CATALOG: Mapping[str, Mapping[str, str]] = {
         "audit": "Audit log: {n} decisions recorded, hash chain {state}.",
         "audit_ok": "intact",
         "audit_bad": "BROKEN at entry {seq}",
+        "sealed": "Signed (Ed25519) checkpoint of the chain's head: entry {seq}, written to "
+        "{file}; `santeguard audit verify -c config.yaml` detects any edit, deletion or "
+        "truncation.",
+        "report": "DPO report (one self-contained HTML page, open it in a browser): {path}",
         "durable": "Every homeserver transaction is written to the database before it is "
         "acked: {txns} transactions received, {pending} events pending.",
         "connect": "To connect with a Matrix client (Element, …):\n"

@@ -64,7 +64,7 @@ chromium:
 			--no-install-recommends chromium; }
 
 pytest: $(STAMP) $(NODE_STAMP) postgres dovecot chromium
-	SANTEGUARD_REQUIRE_DOVECOT=1 SANTEGUARD_REQUIRE_CHROMIUM=1 $(BIN)/pytest -q
+	SANTEGUARD_REQUIRE_DOVECOT=1 SANTEGUARD_REQUIRE_CHROMIUM=1 $(BIN)/pytest -q --durations=30
 
 test: lint typecheck pytest
 

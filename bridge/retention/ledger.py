@@ -192,7 +192,11 @@ class LedgerSubscriber:
         if row is None:
             return False
         if len(self._pending) >= self._max_pending:
-            self.dropped += 1  # the database has been failing for a while
+            # The database has been failing for a while. Not silent: counted and logged;
+            # the audit's history scan still sees these events.
+            self.dropped += 1
+            if self.dropped % 1000 == 1:
+                log.warning("Event ledger full: %d entries not recorded so far", self.dropped)
             return False
         self._pending.append(row)
         if self._task is None or self._task.done():

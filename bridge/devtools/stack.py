@@ -152,6 +152,10 @@ class DevStack:
             "database": {"uri": self._db_uri},
             "bot": {"admins": self._admins},
             "encryption": {"store_path": str(self.workdir / "crypto")},
+            "audit": {
+                "key_file": str(self.workdir / "santeguard-audit.key"),
+                "checkpoint_file": str(self.workdir / "santeguard-audit-checkpoints.jsonl"),
+            },
         }
         for section, values in self._overrides.items():
             data.setdefault(section, {}).update(values)

@@ -7,6 +7,8 @@ so the builder lives here, in the development tooling, for both to import.
 from __future__ import annotations
 
 import socket
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from bridge.config import Config
@@ -49,6 +51,12 @@ def make_config(db_uri: str, homeserver: str = "http://127.0.0.1:9", **sections:
         "bot": {"admins": ["@admin:santeguard.test"]},
         # Intake, dispatch and load tests send clear messages from unverified users.
         "gate": {"protect_by_default": False},
+    }
+    # The audit log's key and checkpoints: never in the working directory.
+    sealed = Path(tempfile.mkdtemp(prefix="santeguard-audit-"))
+    data["audit"] = {
+        "key_file": str(sealed / "audit.key"),
+        "checkpoint_file": str(sealed / "checkpoints.jsonl"),
     }
     for key, value in sections.items():
         data.setdefault(key, {}).update(value)

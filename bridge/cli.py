@@ -204,6 +204,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``santeguard run`` exits with this status (EX_TEMPFAIL) when it lost the leader's lease.
+EXIT_LEASE_LOST = 75
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bridge.app import SanteGuard
     from bridge.ops.log import setup_logging
@@ -215,7 +219,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     setup_logging(cfg.logging.level, cfg.logging.format, cfg.secrets())
 
-    async def main() -> None:
+    async def main() -> bool:
         app = SanteGuard(cfg)
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
@@ -223,11 +227,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         await app.start()
         try:
-            await stop.wait()
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(app.failed.wait())]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
         finally:
             await app.stop()
+        return app.failed.is_set()
 
-    asyncio.run(main())
+    if asyncio.run(main()):
+        # The leader's lease was lost: exit so the supervisor restarts a follower.
+        print("error: this replica lost the leader's lease; exiting", file=sys.stderr)
+        return EXIT_LEASE_LOST
     return 0
 
 

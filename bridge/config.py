@@ -29,6 +29,7 @@ from pydantic_settings import (
 from yarl import URL
 
 from bridge.audit.config import AuditConfig
+from bridge.cluster.config import ClusterConfig
 from bridge.mail.config import MailConfig
 from bridge.retention.config import RetentionConfig
 
@@ -225,6 +226,13 @@ class EncryptionConfig(_Section):
         description="Directory (0700) of the device's keys and nio store; must persist. "
         "Relative to the config file.",
     )
+    store_in_database: bool = Field(
+        False,
+        description="Keep the device (ID, token, keys) and its crypto store in the "
+        "database: whichever replica leads restores it, and saves it after every sync "
+        "that changed it, before the homeserver is told the sync was received. Needed "
+        "for several replicas; store_path is then only a working copy.",
+    )
     device_display_name: str = "SantéGuard"
     key_wait_seconds: float = Field(2.0, ge=0, le=30)
     give_up_seconds: float = Field(60.0, gt=0)
@@ -252,6 +260,7 @@ class Config(BaseSettings):
     mail: MailConfig = Field(default_factory=MailConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
     @classmethod
     def settings_customise_sources(

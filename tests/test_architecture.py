@@ -38,6 +38,7 @@ CAPABILITIES: tuple[str, ...] = (
     "mail",
     "retention",
     "report",
+    "cluster",
 )
 SHARED: tuple[str, ...] = ("db", "matrix", "ops")  # plus core, which has its own rule
 TOP_LEVEL: tuple[str, ...] = (

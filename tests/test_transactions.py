@@ -268,7 +268,7 @@ async def test_custom_event_types_are_stored_and_counted(
 
 
 async def test_other_routes(running: tuple[SanteGuard, str, Recorder]) -> None:
-    _, base, _ = running
+    app, base, _ = running
     auth = {"Authorization": f"Bearer {HS_TOKEN}"}
     async with aiohttp.ClientSession() as s:
         async with s.get(f"{base}/_matrix/app/v1/nope", headers=auth) as r:
@@ -289,7 +289,9 @@ async def test_other_routes(running: tuple[SanteGuard, str, Recorder]) -> None:
             # Homeserver at 127.0.0.1:9 is unreachable: not ready, database fine.
             body = await r.json()
             assert r.status == 503
-            assert body["checks"] == {"database": True, "homeserver": False}
+            # Replicas on PostgreSQL also report their change feed (docs/cluster.md).
+            feed = {"change_feed": True} if app.cluster.shared else {}
+            assert body["checks"] == {"database": True, "homeserver": False, **feed}
         async with s.get(f"{base}/metrics") as r:
             assert r.status == 200
             assert "santeguard_queue_depth" in await r.text()

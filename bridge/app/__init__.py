@@ -1,8 +1,10 @@
 """The composition root: builds every part, wires them, starts and stops them.
 
-Start order: database (upgraded) and in-memory stores → HTTP server (so the homeserver
-can deliver) → dispatcher (drains whatever was stored before a crash) → scheduled jobs
-→ bot registration, retried in the background while the homeserver is unreachable.
+Start order: database (upgraded) and in-memory stores → change feed (PostgreSQL) → HTTP
+server (so the homeserver can deliver; every replica stores transactions and answers the
+gate) → the leader's lease. Once this replica leads (at once on SQLite): dispatcher
+(drains whatever was stored before a crash) → scheduled jobs → bot registration and the
+bot's device, retried in the background while the homeserver is unreachable.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import aiohttp
 from aiohttp import web
 
 from bridge import __version__
+from bridge.app.cluster import build_cluster
 from bridge.app.mail import build_mail
 from bridge.app.report import build_report_commands
 from bridge.app.retention import build_retention
@@ -33,6 +36,7 @@ from bridge.app.wiring import (
 from bridge.audit.keys import load_signing_key
 from bridge.audit.log import AuditLog
 from bridge.audit.sealer import AuditSealer
+from bridge.cluster.fresh import FreshGate
 from bridge.commands.log import CommandLog
 from bridge.commands.membership import BotMembership
 from bridge.commands.rooms import LanguageSetting, RoomStore
@@ -125,7 +129,24 @@ class SanteGuard:
             encrypted_by_default=cfg.gate.homeserver_encrypts_by_default,
             zero_touch=psc,
         )
-        self.gate: GatePort = gate or self.gatekeeper
+        # Several replicas (PostgreSQL): each snapshot follows the database; the leader
+        # alone dispatches, runs jobs and the bot's device (docs/cluster.md).
+        self.cluster = build_cluster(
+            cfg,
+            self.db,
+            {
+                "verification": (self.verifications.load,),
+                "room_policy": (self.room_policies.load,),
+                "room": (self.rooms.load,),
+                "mail_link": (lambda: self.mail.store.load(),),
+                "mail_allowlist": (lambda: self.mail.store.load(),),
+            },
+            on_txn=self._wake_dispatch,
+        )
+        self.failed = asyncio.Event()  # set when this replica lost the lease: exit
+        self.gate: GatePort = gate or FreshGate(
+            self.gatekeeper, self.cluster.feed, t, self.metrics, language=lang
+        )
         # The enforcement user: in every room (the room module invites it), no device.
         self.enforcer_matrix = self.matrix.as_user(
             enforcer_mxid(cfg), cfg.appservice.enforcer_displayname
@@ -301,6 +322,7 @@ class SanteGuard:
             self.enforcer,
             self.reconciler,
             bot_ready=self.bot.ready,
+            claims=self.cluster.claims,
             extra_jobs=[*self.mail.jobs, *self.retention.jobs, *self._seal_jobs()],
         )
         self.enforcer.on_planned = lambda: self.scheduler.trigger("enforcement")
@@ -354,12 +376,14 @@ class SanteGuard:
             max_body_bytes=cfg.appservice.max_body_bytes,
             metrics=self.metrics,
             store_txn=self.queue.store_transaction,
-            on_stored=self.dispatcher.submit,
+            on_stored=self._stored,
             gate=self.gate,
             readiness=Readiness(
                 {
                     "database": self._db_ok,
                     "homeserver": self.matrix.homeserver_reachable,
+                    # Replicas: one whose snapshot may be stale refuses; not ready.
+                    **({"change_feed": self._feed_fresh} if self.cluster.shared else {}),
                 }
             ),
             user_query=self.bot.user_query,
@@ -379,6 +403,24 @@ class SanteGuard:
         if self.mail.health is not None:
             body["mail"] = self.mail.health.report_body()
         return body
+
+    def _stored(self, seq: int, events: list[dict[str, Any]]) -> None:
+        """A transaction is committed. One process hands it over (saving a read); with
+        replicas sharing the database, the leader reads every replica's transactions
+        from it in sequence order, so this one's is read too (and never ahead of one a
+        follower stored just before)."""
+        if not self.cluster.shared:
+            self.dispatcher.submit(seq, events)
+        else:
+            self._wake_dispatch()
+
+    def _wake_dispatch(self) -> None:
+        if self.cluster.shared and self.cluster.lease.leader:
+            self.dispatcher.wake()
+
+    async def _feed_fresh(self) -> bool:
+        self.metrics.cluster_staleness.set(min(self.cluster.feed.staleness(), 1e9))
+        return not self.cluster.feed.stale
 
     async def _db_ok(self) -> bool:
         await self.db.fetchval("SELECT 1")
@@ -403,7 +445,7 @@ class SanteGuard:
         await self.room_policies.load()
         await self.rooms.load()
         await self.mail.start()
-        await self.enforcer.recover()
+        await self.cluster.feed.start()
         self._runner = web.AppRunner(self._server().build_app(), access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, cfg.appservice.hostname, cfg.appservice.port).start()
@@ -413,18 +455,42 @@ class SanteGuard:
             cfg.appservice.hostname,
             cfg.appservice.port,
         )
+        await self.cluster.lease.start(self._lead, self._lost)
+
+    async def _lead(self) -> None:
+        """This replica holds the lease: it dispatches, runs the jobs and the bot."""
+        self.metrics.cluster_leader.set(1)
+        if self.cluster.shared:
+            log.info("Replica %s leads", self.cluster.replica_id)
+            await self.audit.record(self.cluster.replica_id, "cluster.leader")
+        await self.enforcer.recover()
         await self.dispatcher.start()
         self.scheduler.start()
         self.bot.start()
 
+    async def _lost(self) -> None:
+        """The lease is lost: stop leading at once; the process then exits (``failed``)
+        and its supervisor restarts it as a follower."""
+        self.metrics.cluster_leader.set(0)
+        await self._stop_leading()
+        self.failed.set()
+
+    async def _stop_leading(self) -> None:
+        await self.bot.stop()
+        await self.scheduler.stop()
+        await self.dispatcher.stop()
+        if self.crypto is not None:
+            await self.crypto.stop()
+
     async def stop(self) -> None:
+        leader = self.cluster.lease.leader
         await self.bot.stop()
         await self.scheduler.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.dispatcher.stop()
         await self.retention.stop()
-        if self.sealer is not None:
+        if self.sealer is not None and leader:
             try:
                 await self.sealer.checkpoint()  # what was recorded up to the stop is sealed
             except Exception as e:
@@ -435,5 +501,7 @@ class SanteGuard:
         if isinstance(self.directory, FhirDirectory):
             await self.directory.close()
         await self.session.close()
+        await self.cluster.feed.stop()
+        await self.cluster.lease.stop()  # last: a follower leads once this one is done
         await self.queue.close()
         await self.db.stop()

@@ -21,6 +21,7 @@ from bot.dispatcher import CommandDispatcher
 from bot.i18n import Translator
 from bridge.app.retention import retention_rules
 from bridge.audit.text import CATALOG as AUDIT_TEXT
+from bridge.cluster.text import CATALOG as CLUSTER_TEXT
 from bridge.commands.log import CommandLog
 from bridge.commands.rooms import RoomStore
 from bridge.commands.service import CommandService
@@ -49,7 +50,7 @@ from bridge.identity.text import CATALOG as IDENTITY_TEXT
 from bridge.mail.text import CATALOG as MAIL_TEXT
 from bridge.matrix.client import MatrixClient
 from bridge.ops.metrics import Metrics
-from bridge.ops.scheduler import Job, Scheduler
+from bridge.ops.scheduler import Claims, Job, Scheduler
 from bridge.ops.status import Status
 from bridge.report.text import CATALOG as REPORT_TEXT
 from bridge.retention.rooms_text import CATALOG as RETENTION_ROOMS_TEXT
@@ -69,6 +70,7 @@ TEXT_CATALOGS = (
     REPORT_TEXT,
     AUDIT_TEXT,
     HOMESERVER_CHECK_TEXT,
+    CLUSTER_TEXT,
 )
 """Every capability's texts; with the framework's own, the one catalog (see the test)."""
 
@@ -209,10 +211,12 @@ def build_scheduler(
     reconciler: Reconciler,
     *,
     bot_ready: asyncio.Event,
+    claims: Claims | None = None,
     extra_jobs: Sequence[Job] = (),
 ) -> Scheduler:
-    """The periodic jobs, by name (their runs and failures are in the metrics)."""
-    scheduler = Scheduler(metrics)
+    """The periodic jobs, by name (their runs and failures are in the metrics); runs
+    of the long-period ones are claimed in the database (once across replicas)."""
+    scheduler = Scheduler(metrics, claims)
     keep_ms = config.dispatch.keep_done_seconds * 1000
     imports = ImportWatch(db, lambda: scheduler.trigger("reverify"))
 

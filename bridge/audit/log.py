@@ -24,6 +24,8 @@ from bridge.db.txn import write_transaction
 # json.dumps(details, ensure_ascii=False, sort_keys=True), without building an encoder
 # per call. The hash covers the stored text, whatever its spacing.
 _DETAILS = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+#: The advisory lock that serialises appends of several replicas (one per schema).
+AUDIT_LOCK = "hashtext('santeguard-audit'), hashtext(current_schema())"
 _COLUMNS = ("ts", "actor", "action", "room_id", "subject", "details", "prev_hash", "hash")
 _INSERT = (
     "INSERT INTO audit_log (ts, actor, action, room_id, subject, details, prev_hash, hash) "
@@ -44,14 +46,18 @@ class AuditEntry:
 
 
 class AuditLog:
-    """Appends are chained in memory and committed in groups; reads are free.
+    """Appends are committed in groups; reads are free.
 
     The gate records a decision on the path of a homeserver request, so records are
-    *group-committed*: each ``record`` computes its hash on the in-memory chain head,
-    joins the pending batch, and returns once the batch holding it is committed. Under
-    load many decisions share one commit; alone, a decision waits for one commit. No
-    caller is told "recorded" before its entry is durable. If a commit fails, the chain
-    head is reloaded from the database and every waiter of that batch gets the error.
+    *group-committed*: each ``record`` joins the pending batch and returns once the
+    batch holding it is committed. Under load many decisions share one commit; alone,
+    a decision waits for one commit. No caller is told "recorded" before its entry is
+    durable.
+
+    One chain, whoever appends: on PostgreSQL, several replicas append to the same log,
+    so each batch is chained at commit time, under a transaction-level advisory lock, onto
+    the head read from the database. On SQLite (one process) the head is kept in memory;
+    if a commit fails it is reloaded and every waiter of that batch gets the error.
     """
 
     def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
@@ -59,7 +65,8 @@ class AuditLog:
         self._clock = clock
         self._writer: SQLiteWriter | None = None
         self._head: str | None = None
-        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[None]]] = []
+        self._shared = db.scheme != Scheme.SQLITE
+        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[str]]] = []
         self._flushing: asyncio.Task[None] | None = None
 
     def use_writer(self, writer: SQLiteWriter | None) -> None:
@@ -72,10 +79,25 @@ class AuditLog:
             await self._writer.executemany(_INSERT, rows)
             return
         async with write_transaction(self.db) as conn:
-            if self.db.scheme == Scheme.SQLITE:
-                await conn.executemany(_INSERT, rows)
-            else:  # binary COPY: the rows keep their order, and their seq follows it
-                await conn.copy_records_to_table("audit_log", records=rows, columns=_COLUMNS)
+            await conn.executemany(_INSERT, rows)
+
+    async def _insert_shared(self, entries: list[tuple[Any, ...]]) -> list[str]:
+        """Chain ``entries`` onto the database's head and commit them (PostgreSQL)."""
+        async with write_transaction(self.db) as conn:
+            await conn.execute(f"SELECT pg_advisory_xact_lock({AUDIT_LOCK})")
+            head = await conn.fetchval("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            if not head:
+                head = await conn.fetchval("SELECT hash FROM audit_anchor WHERE id = 1")
+            prev = str(head) if head else GENESIS
+            rows, digests = [], []
+            for ts, actor, action, room_id, subject, details_json in entries:
+                digest = entry_hash(prev, ts, actor, action, room_id, subject, details_json)
+                rows.append((ts, actor, action, room_id, subject, details_json, prev, digest))
+                digests.append(digest)
+                prev = digest
+            # Binary COPY: the rows keep their order, and their seq follows it.
+            await conn.copy_records_to_table("audit_log", records=rows, columns=_COLUMNS)
+        return digests
 
     async def _chain_head(self) -> str:
         if self._head is None:
@@ -96,42 +118,51 @@ class AuditLog:
         subject: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> str:
+        """Append one entry; return its hash once it is committed."""
         details_json = _DETAILS.encode(details or {})
         ts = int(self._clock() * 1000)
-        prev_hash = self._head
-        if prev_hash is None:
-            prev_hash = await self._chain_head()
-            prev_hash = self._head or prev_hash  # the head after any concurrent appends
-        digest = entry_hash(prev_hash, ts, actor, action, room_id, subject, details_json)
-        self._head = digest
+        entry: tuple[Any, ...] = (ts, actor, action, room_id, subject, details_json)
+        if not self._shared:
+            prev_hash = self._head
+            if prev_hash is None:
+                prev_hash = await self._chain_head()
+                prev_hash = self._head or prev_hash  # the head after any concurrent appends
+            digest = entry_hash(prev_hash, *entry)
+            self._head = digest
+            entry = (*entry, prev_hash, digest)
         # One future per caller (not shared, not shielded): a caller that is cancelled
         # cancels only its own wait; its entry is committed with the batch all the same.
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(
-            ((ts, actor, action, room_id, subject, details_json, prev_hash, digest), done)
-        )
+        done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._pending.append((entry, done))
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.create_task(self._flush(), name="santeguard-audit")
-        await done
-        return digest
+        return await done
 
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                await self._insert([row for row, _ in batch])
+                if self._shared:
+                    digests = await self._insert_shared([entry for entry, _ in batch])
+                else:
+                    await self._insert([entry for entry, _ in batch])
+                    digests = [entry[-1] for entry, _ in batch]
             except Exception as e:
-                # Entries appended after this batch chained onto lost hashes: fail them too.
-                failed = batch + self._pending
-                self._pending = []
-                self._head = None
+                failed = batch
+                if not self._shared:
+                    # Entries appended after this batch chained onto lost hashes: fail them.
+                    failed = batch + self._pending
+                    self._pending = []
+                    self._head = None
                 for _, fut in failed:
                     if not fut.done():
                         fut.set_exception(e)
-                return
-            for _, fut in batch:
+                if not self._shared:
+                    return
+                continue
+            for (_, fut), digest in zip(batch, digests, strict=True):
                 if not fut.done():
-                    fut.set_result(None)
+                    fut.set_result(digest)
 
     async def recent(self, limit: int = 20, room_id: str | None = None) -> list[AuditEntry]:
         if room_id:

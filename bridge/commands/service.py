@@ -7,6 +7,8 @@ crash, or a retry while the homeserver was down) is not answered twice.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import logging
 from typing import Any, Protocol
 
@@ -85,8 +87,14 @@ class CommandService:
             return True
         await self._log.mark(event_id, room_id, sender, "started")
 
+        # Replies carry transaction IDs derived from the command: if the command runs
+        # again (the process died before marking it done, another replica took over),
+        # the homeserver returns the first replies instead of posting them twice.
+        replies = itertools.count()
+
         async def reply(text: str) -> None:
-            await self._matrix.send_notice(room_id, text, html=to_html(text))
+            txn = f"sg-reply-{_digest(event_id)}-{next(replies)}"
+            await self._matrix.send_notice(room_id, text, html=to_html(text), txn_id=txn)
 
         power_levels = await self._matrix.power_levels(room_id)
         creators = await self._matrix.room_creators(room_id)
@@ -117,3 +125,8 @@ class CommandService:
             },
         )
         return True
+
+
+def _digest(event_id: str) -> str:
+    """A short, URL-safe stand-in for an event ID in transaction IDs."""
+    return hashlib.sha256(event_id.encode()).hexdigest()[:24]

@@ -40,7 +40,9 @@ class AuditPort(Protocol):
 class NoticePort(Protocol):
     bot_mxid: str
 
-    async def send_notice(self, room_id: str, text: str, html: str | None = None) -> str: ...
+    async def send_notice(
+        self, room_id: str, text: str, html: str | None = None, *, txn_id: str | None = None
+    ) -> str: ...
 
 
 class MatrixPort(NoticePort, Protocol):

@@ -152,6 +152,8 @@ class DevStack:
             "database": {"uri": self._db_uri},
             "bot": {"admins": self._admins},
             "encryption": {"store_path": str(self.workdir / "crypto")},
+            # One process at a time on a stack's database: no leader to wait out.
+            "cluster": {"takeover_grace_seconds": 0},
             "audit": {
                 "key_file": str(self.workdir / "santeguard-audit.key"),
                 "checkpoint_file": str(self.workdir / "santeguard-audit-checkpoints.jsonl"),

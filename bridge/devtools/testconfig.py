@@ -51,6 +51,8 @@ def make_config(db_uri: str, homeserver: str = "http://127.0.0.1:9", **sections:
         "bot": {"admins": ["@admin:santeguard.test"]},
         # Intake, dispatch and load tests send clear messages from unverified users.
         "gate": {"protect_by_default": False},
+        # One process per test: no leader to wait out.
+        "cluster": {"takeover_grace_seconds": 0},
     }
     # The audit log's key and checkpoints: never in the working directory.
     sealed = Path(tempfile.mkdtemp(prefix="santeguard-audit-"))

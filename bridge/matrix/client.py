@@ -29,7 +29,11 @@ class RoomEncryptor(Protocol):
 
     async def is_encrypted(self, room_id: str) -> bool: ...
     async def send_encrypted(
-        self, room_id: str, event_type: str, content: dict[str, Any]
+        self,
+        room_id: str,
+        event_type: str,
+        content: dict[str, Any],
+        txn_id: str | None = None,
     ) -> str: ...
 
 
@@ -116,10 +120,17 @@ class MatrixClient:
         await self._call("leave", self.bot.leave_room(RoomID(room_id), reason=reason))
 
     async def send_notice(
-        self, room_id: str, text: str, html: str | None = None, *, reply_to: str | None = None
+        self,
+        room_id: str,
+        text: str,
+        html: str | None = None,
+        *,
+        reply_to: str | None = None,
+        txn_id: str | None = None,
     ) -> str:
         """Send an ``m.notice`` (a reply to ``reply_to`` if given); empty ``m.mentions`` so
-        quoted user text pings nobody."""
+        quoted user text pings nobody. A given ``txn_id`` makes a repeat of the same send
+        (after a crash or a failover) return the first event instead of a second one."""
         content: dict[str, Any] = {"msgtype": "m.notice", "body": text, "m.mentions": {}}
         if reply_to:
             content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
@@ -127,13 +138,16 @@ class MatrixClient:
             content["format"] = "org.matrix.custom.html"
             content["formatted_body"] = html
         if self.encryptor is not None and await self.encryptor.is_encrypted(room_id):
-            return await self.encryptor.send_encrypted(room_id, "m.room.message", content)
+            return await self.encryptor.send_encrypted(
+                room_id, "m.room.message", content, txn_id=txn_id
+            )
         event_id = await self._call(
             "send",
             self.bot.send_message_event(
                 RoomID(room_id),
                 EventType.ROOM_MESSAGE,
                 content,  # type: ignore[arg-type]
+                txn_id=txn_id,
             ),
         )
         return str(event_id)

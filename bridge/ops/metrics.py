@@ -136,6 +136,24 @@ class Metrics:
             registry=r,
         )
 
+        self.cluster_leader = Gauge(
+            "santeguard_cluster_leader",
+            "1 on the replica that holds the leader's lease (dispatch, jobs, the bot's "
+            "device), 0 on a follower.",
+            registry=r,
+        )
+        self.cluster_staleness = Gauge(
+            "santeguard_cluster_staleness_seconds",
+            "Seconds since this replica's change feed was last confirmed.",
+            registry=r,
+        )
+        self.stale_refusals = Counter(
+            "santeguard_cluster_stale_refusals_total",
+            "Gate callbacks refused because the replica's snapshot may be stale.",
+            ["callback"],
+            registry=r,
+        )
+
     def count_event_types(self, events: list[dict[str, object]]) -> None:
         """Count a transaction's events by type: one labelled increment per distinct type."""
         counts: dict[str, int] = {}

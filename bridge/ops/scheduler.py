@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from bridge.ops.metrics import Metrics
 
@@ -34,9 +35,26 @@ class Job:
     after: asyncio.Event | None = None  # start only once this is set
 
 
+class Claims(Protocol):
+    """Runs claimed in the database, so a job runs once per period across replicas and
+    failovers (bridge/cluster/jobs.py)."""
+
+    async def due_in(self, name: str) -> float | None: ...
+
+    async def claim(self, name: str, hold_seconds: float, *, force: bool = False) -> bool: ...
+
+    async def finished(self, name: str, outcome: str, next_in_seconds: float) -> None: ...
+
+
+#: Jobs at least this far apart are claimed (maintenance: reverify, reconcile, audits);
+#: shorter ones drain queues whose rows are claimed one by one (enforcement, mail).
+CLAIMED_FROM_SECONDS = 60.0
+
+
 class Scheduler:
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, claims: Claims | None = None) -> None:
         self._metrics = metrics
+        self._claims = claims
         self._jobs: dict[str, Job] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -69,28 +87,74 @@ class Scheduler:
                 await task
         self._tasks.clear()
 
-    async def _sleep(self, name: str, seconds: float) -> None:
+    async def _sleep(self, name: str, seconds: float) -> bool:
+        """Sleep ``seconds`` or until triggered; True if triggered."""
         wake = self._wake[name]
+        woken = False
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), seconds)
+            woken = True
         wake.clear()
+        return woken
+
+    def _claimed(self, job: Job) -> Claims | None:
+        return self._claims if job.interval_seconds >= CLAIMED_FROM_SECONDS else None
+
+    async def _first_delay(self, job: Job) -> float:
+        first = job.interval_seconds if job.first_delay_seconds is None else job.first_delay_seconds
+        claims = self._claimed(job)
+        if claims is not None:
+            try:
+                due = await claims.due_in(job.name)
+            except Exception as e:
+                log.warning("Cannot read job %s's schedule (%s)", job.name, type(e).__name__)
+                due = None
+            if due is not None:  # it ran before, here or on another replica
+                return due
+        return first
 
     async def _loop(self, job: Job) -> None:
         if job.after is not None:
             await job.after.wait()
-        first = job.interval_seconds if job.first_delay_seconds is None else job.first_delay_seconds
-        await self._sleep(job.name, first)
+        woken = await self._sleep(job.name, await self._first_delay(job))
         task = asyncio.current_task()
         # ``cancelling()``: a library's ``wait_for`` (Python 3.11) may swallow the
         # cancellation from ``stop``; the loop must still end, or ``stop`` waits forever.
         while task is None or not task.cancelling():
-            delay = await self.run_once(job)
+            delay = await self._claimed_run(job, force=woken)
             if task is not None and task.cancelling():
                 break
-            await self._sleep(job.name, delay)
+            woken = await self._sleep(job.name, delay)
+
+    async def _claimed_run(self, job: Job, *, force: bool) -> float:
+        """Run ``job`` if this replica claims the run; else wait until it is next due."""
+        claims = self._claimed(job)
+        if claims is None:
+            return await self.run_once(job)
+        retry = job.retry_seconds if job.retry_seconds is not None else job.interval_seconds
+        try:
+            if not await claims.claim(job.name, retry, force=force):
+                due = await claims.due_in(job.name)
+                self._metrics.job_runs.labels(job=job.name, outcome="skipped").inc()
+                return job.interval_seconds if due is None else max(due, 1.0)
+        except Exception as e:  # no claim, no run: another replica may be running it
+            log.warning("Cannot claim job %s (%s); retrying", job.name, type(e).__name__)
+            return min(retry, 60.0)
+        delay, ok = await self._run(job)
+        outcome = "ok" if ok else "failed"
+        try:
+            await claims.finished(job.name, outcome, delay)
+        except Exception as e:
+            log.warning("Cannot record job %s's run (%s)", job.name, type(e).__name__)
+        return delay
+
 
     async def run_once(self, job: Job) -> float:
         """Run ``job`` once, isolated; return the delay until its next run."""
+        delay, _ = await self._run(job)
+        return delay
+
+    async def _run(self, job: Job) -> tuple[float, bool]:
         started = time.perf_counter()
         try:
             next_delay = await job.run()
@@ -99,8 +163,9 @@ class Scheduler:
         except Exception:
             log.exception("Job %s failed; it runs again later", job.name)
             self._metrics.job_runs.labels(job=job.name, outcome="failed").inc()
-            return job.retry_seconds if job.retry_seconds is not None else job.interval_seconds
+            retry = job.retry_seconds if job.retry_seconds is not None else job.interval_seconds
+            return retry, False
         self._metrics.job_runs.labels(job=job.name, outcome="ok").inc()
         self._metrics.job_duration.labels(job=job.name).observe(time.perf_counter() - started)
         self._metrics.job_last_success.labels(job=job.name).set(time.time())
-        return job.interval_seconds if next_delay is None else next_delay
+        return (job.interval_seconds if next_delay is None else next_delay), True

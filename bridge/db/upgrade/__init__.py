@@ -19,6 +19,8 @@ from bridge.db.upgrade import (
     v05_mail,
     v06_retention,
     v07_audit_seal,
+    v08_cluster,
+    v09_e2ee_store,
 )
 
 # Order matters: position N in this tuple upgrades the schema to version N + 1.
@@ -30,6 +32,8 @@ _STEPS = (
     (v05_mail.upgrade, "Mail bridge: links, allow-list, outbox, inbox, receipts"),
     (v06_retention.upgrade, "Retention: event ledger, purge-proof audits, inactive rooms"),
     (v07_audit_seal.upgrade, "Audit log seal: signed checkpoints, pruning anchor"),
+    (v08_cluster.upgrade, "Cluster: change notifications, scheduled job claims"),
+    (v09_e2ee_store.upgrade, "E2EE: the device and its crypto store in the database"),
 )
 
 

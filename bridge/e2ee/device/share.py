@@ -46,14 +46,16 @@ class EncryptedSender:
         room_id: str,
         event_type: str,
         content: dict[str, Any],
+        txn_id: str | None = None,
     ) -> str:
-        """Encrypt and send with the device's ``token``; return the event ID."""
+        """Encrypt and send with the device's ``token``; return the event ID. A given
+        ``txn_id`` makes a repeat (after a crash) return the first event, not a new one."""
         async with self._lock(room_id):
             encrypted = await self._encrypt(client, token, room_id, event_type, content)
             # Sent under the room's lock: events leave in the order of their Megolm index.
             _, body = await self._api.request(
                 "PUT",
-                f"/rooms/{q(room_id)}/send/{ENCRYPTED}/{uuid.uuid4().hex}",
+                f"/rooms/{q(room_id)}/send/{ENCRYPTED}/{q(txn_id or uuid.uuid4().hex)}",
                 token=token,
                 json=encrypted,
             )

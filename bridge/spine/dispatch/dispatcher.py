@@ -82,6 +82,7 @@ class Dispatcher:
         st = self._state
         st.idle.clear()
         st.db_mode = True
+        st.wakes += 1
         st.wake.set()
 
     def submit(self, seq: int, events: list[dict[str, Any]]) -> None:

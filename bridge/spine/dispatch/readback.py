@@ -74,13 +74,18 @@ class ReadBack:
         start = min(starts)
         if until is not None and start >= until:
             return self._take_batch([], start, until)
+        wakes = st.wakes
         st.reading = True
         try:
             batch = await st.db(self._store.pending(start, READ_BATCH, until))
         finally:
             st.reading = False
         self._metrics.dispatch_reads.inc()
-        return self._take_batch(batch, start, until)
+        progressed = self._take_batch(batch, start, until)
+        if st.wakes != wakes:  # woken during the read: read again, it may have missed some
+            st.db_mode = True
+            progressed = True
+        return progressed
 
     def _take_batch(self, batch: list[StoredTxn], start: int, until: int | None) -> bool:
         """Take in one read (synchronous): catch-up for spilled rooms up to the frontier,

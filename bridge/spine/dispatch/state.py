@@ -47,6 +47,9 @@ class DispatchState:
         # queued, or left to their spilled rooms); none after it is in a room queue.
         self.frontier = 0
         self.db_mode = True  # the database may hold transactions after the frontier
+        # Bumped by every ``Dispatcher.wake``: a wake during a read means the database
+        # may hold more than that read saw (another replica stored a transaction).
+        self.wakes = 0
         self.reading = False
         # While the database holds a backlog, transactions submitted meanwhile are kept
         # here (contiguous, at most a quarter of the cap) and taken in once the reads

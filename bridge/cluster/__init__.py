@@ -1,0 +1,1 @@
+"""Several replicas on one PostgreSQL database: leader lease, change feed, job claims."""

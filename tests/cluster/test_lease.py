@@ -1,0 +1,90 @@
+"""The leader's lease on PostgreSQL: one leader; when its connection dies, a follower
+takes over within a poll and the grace, and the old leader is told at its next beat."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+
+from bridge.cluster.lease import PgLease
+
+
+class Calls:
+    def __init__(self) -> None:
+        self.elected = asyncio.Event()
+        self.lost = asyncio.Event()
+        self.elected_at = 0.0
+
+    async def on_elected(self) -> None:
+        self.elected_at = time.monotonic()
+        self.elected.set()
+
+    async def on_lost(self) -> None:
+        self.lost.set()
+
+
+def _lease(uri: str, name: str) -> PgLease:
+    return PgLease(uri, replica_id=name, poll_seconds=0.2, heartbeat_seconds=0.2, grace_seconds=0.5)
+
+
+async def test_one_leader_then_takeover_when_its_connection_dies(pg_uri: str) -> None:
+    a, b = _lease(pg_uri, "a"), _lease(pg_uri, "b")
+    ca, cb = Calls(), Calls()
+    try:
+        await a.start(ca.on_elected, ca.on_lost)
+        assert a.leader and ca.elected.is_set()  # free lease: led at start, after the grace
+        await b.start(cb.on_elected, cb.on_lost)
+        await asyncio.sleep(1.0)  # five polls
+        assert not b.leader and not cb.elected.is_set()
+
+        # The leader's backend dies (as when its process is SIGKILLed or its host lost).
+        pid = a._conn.get_server_pid() if a._conn is not None else None
+        assert pid is not None
+        admin = await asyncpg.connect(pg_uri)
+        killed_at = time.monotonic()
+        await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        await admin.close()
+        await asyncio.wait_for(ca.lost.wait(), 5)
+        assert not a.leader
+        await asyncio.wait_for(cb.elected.wait(), 5)
+        assert b.leader
+        # Failover: a poll (0.2 s) and the grace (0.5 s), with slack for a busy machine.
+        assert cb.elected_at - killed_at < 4
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_stopping_releases_the_lease(pg_uri: str) -> None:
+    a, b = _lease(pg_uri, "a"), _lease(pg_uri, "b")
+    ca, cb = Calls(), Calls()
+    try:
+        await a.start(ca.on_elected, ca.on_lost)
+        await b.start(cb.on_elected, cb.on_lost)
+        assert a.leader and not b.leader
+        await a.stop()
+        await asyncio.wait_for(cb.elected.wait(), 5)
+        assert b.leader and not ca.lost.is_set()  # a clean stop is not a loss
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_another_schema_has_its_own_leader(pg_uri: str, pg_database: str) -> None:
+    """Two deployments in two schemas of one database do not share a lease."""
+    other = pg_uri.replace("search_path=", "search_path=x")
+    schema = other.rsplit("=", 1)[1]
+    admin = await asyncpg.connect(pg_database)
+    await admin.execute(f'CREATE SCHEMA "{schema}"')
+    await admin.close()
+    a, b = _lease(pg_uri, "a"), _lease(other, "b")
+    ca, cb = Calls(), Calls()
+    try:
+        await a.start(ca.on_elected, ca.on_lost)
+        await b.start(cb.on_elected, cb.on_lost)
+        assert a.leader and b.leader
+    finally:
+        await a.stop()
+        await b.stop()

@@ -20,9 +20,11 @@ from aiohttp import web
 
 from bridge import __version__
 from bridge.app.cluster import build_cluster
+from bridge.app.leadership import Leadership
 from bridge.app.mail import build_mail
 from bridge.app.report import build_report_commands
 from bridge.app.retention import build_retention
+from bridge.app.seal import Seal
 from bridge.app.wiring import (
     build_command_service,
     build_device,
@@ -33,7 +35,6 @@ from bridge.app.wiring import (
     enforcer_mxid,
     network_policy,
 )
-from bridge.audit.keys import load_signing_key
 from bridge.audit.log import AuditLog
 from bridge.audit.sealer import AuditSealer
 from bridge.cluster.fresh import FreshGate
@@ -64,7 +65,6 @@ from bridge.matrix.client import MatrixClient
 from bridge.ops.alerts import AdminAlerts
 from bridge.ops.health import Readiness
 from bridge.ops.metrics import Metrics
-from bridge.ops.scheduler import Job
 from bridge.ops.status import Status
 from bridge.spine.dispatch import Dispatcher
 from bridge.spine.http import AppserviceServer
@@ -107,6 +107,7 @@ class SanteGuard:
         )
         lang, t = cfg.bot.language, self.translator
         self.alerts = AdminAlerts(self.matrix, t, admin_room=cfg.gate.admin_room, language=lang)
+        self.seal = Seal(cfg, self.db, self.audit, self.matrix, t)
 
         # Identity: the directory, the one binding path, zero-touch PSC.
         self.directory = build_directory(cfg, self.db)
@@ -141,9 +142,8 @@ class SanteGuard:
                 "mail_link": (lambda: self.mail.store.load(),),
                 "mail_allowlist": (lambda: self.mail.store.load(),),
             },
-            on_txn=self._wake_dispatch,
+            on_txn=lambda: self.leadership.wake_dispatch(),
         )
-        self.failed = asyncio.Event()  # set when this replica lost the lease: exit
         self.gate: GatePort = gate or FreshGate(
             self.gatekeeper, self.cluster.feed, t, self.metrics, language=lang
         )
@@ -323,43 +323,25 @@ class SanteGuard:
             self.reconciler,
             bot_ready=self.bot.ready,
             claims=self.cluster.claims,
-            extra_jobs=[*self.mail.jobs, *self.retention.jobs, *self._seal_jobs()],
+            extra_jobs=[*self.mail.jobs, *self.retention.jobs, *self.seal.jobs()],
         )
         self.enforcer.on_planned = lambda: self.scheduler.trigger("enforcement")
+        self.leadership = Leadership(
+            self.cluster,
+            self.metrics,
+            self.audit,
+            self.enforcer,
+            self.dispatcher,
+            self.scheduler,
+            self.bot,
+            self.crypto,
+        )
+        self.failed = self.leadership.failed  # the lease was lost: the process exits
         self._runner: web.AppRunner | None = None
-        # Made at start: loading (or generating) the signing key is not construction.
-        self.sealer: AuditSealer | None = None
 
-    def _seal_jobs(self) -> list[Job]:
-        """The audit log's signed checkpoints and its pruning (the sealer exists by then:
-        the scheduler starts after it)."""
-        cfg = self.config.audit
-
-        async def checkpoint() -> None:
-            assert self.sealer is not None
-            await self.sealer.checkpoint()
-
-        async def prune() -> None:
-            assert self.sealer is not None
-            await self.sealer.prune(cfg.keep_days)
-
-        return [
-            Job(
-                "audit_checkpoint",
-                checkpoint,
-                interval_seconds=cfg.checkpoint_minutes * 60,
-                retry_seconds=300,
-                first_delay_seconds=0,
-            ),
-            Job("audit_prune", prune, interval_seconds=86400, first_delay_seconds=600),
-        ]
-
-    async def _post_checkpoint(self, text: str) -> object:
-        """A checkpoint is posted in the admin room: out of the database owner's reach."""
-        room = self.config.gate.admin_room
-        if room is None:
-            return None
-        return await self.matrix.send_notice(room, text)
+    @property
+    def sealer(self) -> AuditSealer | None:
+        return self.seal.sealer
 
     @property
     def bot_ready(self) -> asyncio.Event:
@@ -376,14 +358,14 @@ class SanteGuard:
             max_body_bytes=cfg.appservice.max_body_bytes,
             metrics=self.metrics,
             store_txn=self.queue.store_transaction,
-            on_stored=self._stored,
+            on_stored=self.leadership.stored,
             gate=self.gate,
             readiness=Readiness(
                 {
                     "database": self._db_ok,
                     "homeserver": self.matrix.homeserver_reachable,
                     # Replicas: one whose snapshot may be stale refuses; not ready.
-                    **({"change_feed": self._feed_fresh} if self.cluster.shared else {}),
+                    **({"change_feed": self.leadership.feed_fresh} if self.cluster.shared else {}),
                 }
             ),
             user_query=self.bot.user_query,
@@ -404,24 +386,6 @@ class SanteGuard:
             body["mail"] = self.mail.health.report_body()
         return body
 
-    def _stored(self, seq: int, events: list[dict[str, Any]]) -> None:
-        """A transaction is committed. One process hands it over (saving a read); with
-        replicas sharing the database, the leader reads every replica's transactions
-        from it in sequence order, so this one's is read too (and never ahead of one a
-        follower stored just before)."""
-        if not self.cluster.shared:
-            self.dispatcher.submit(seq, events)
-        else:
-            self._wake_dispatch()
-
-    def _wake_dispatch(self) -> None:
-        if self.cluster.shared and self.cluster.lease.leader:
-            self.dispatcher.wake()
-
-    async def _feed_fresh(self) -> bool:
-        self.metrics.cluster_staleness.set(min(self.cluster.feed.staleness(), 1e9))
-        return not self.cluster.feed.stale
-
     async def _db_ok(self) -> bool:
         await self.db.fetchval("SELECT 1")
         return True
@@ -432,15 +396,7 @@ class SanteGuard:
         await self.queue.open()
         self.audit.use_writer(self.queue.writer)
         self.retention.use_writer(self.queue.writer)
-        self.sealer = AuditSealer(
-            self.db,
-            self.audit,
-            load_signing_key(cfg.audit, create=True),
-            cfg.audit.checkpoint_file,
-            post=self._post_checkpoint if cfg.gate.admin_room else None,
-            translator=self.translator,
-            lang=cfg.bot.language,
-        )
+        self.seal.start()
         await self.verifications.load()
         await self.room_policies.load()
         await self.rooms.load()
@@ -455,32 +411,7 @@ class SanteGuard:
             cfg.appservice.hostname,
             cfg.appservice.port,
         )
-        await self.cluster.lease.start(self._lead, self._lost)
-
-    async def _lead(self) -> None:
-        """This replica holds the lease: it dispatches, runs the jobs and the bot."""
-        self.metrics.cluster_leader.set(1)
-        if self.cluster.shared:
-            log.info("Replica %s leads", self.cluster.replica_id)
-            await self.audit.record(self.cluster.replica_id, "cluster.leader")
-        await self.enforcer.recover()
-        await self.dispatcher.start()
-        self.scheduler.start()
-        self.bot.start()
-
-    async def _lost(self) -> None:
-        """The lease is lost: stop leading at once; the process then exits (``failed``)
-        and its supervisor restarts it as a follower."""
-        self.metrics.cluster_leader.set(0)
-        await self._stop_leading()
-        self.failed.set()
-
-    async def _stop_leading(self) -> None:
-        await self.bot.stop()
-        await self.scheduler.stop()
-        await self.dispatcher.stop()
-        if self.crypto is not None:
-            await self.crypto.stop()
+        await self.cluster.lease.start(self.leadership.lead, self.leadership.lost)
 
     async def stop(self) -> None:
         leader = self.cluster.lease.leader
@@ -490,11 +421,8 @@ class SanteGuard:
             await self._runner.cleanup()
         await self.dispatcher.stop()
         await self.retention.stop()
-        if self.sealer is not None and leader:
-            try:
-                await self.sealer.checkpoint()  # what was recorded up to the stop is sealed
-            except Exception as e:
-                log.warning("Could not seal the audit log at stop: %s", type(e).__name__)
+        if leader:
+            await self.seal.at_stop()
         await self.mail.stop()
         if self.crypto is not None:
             await self.crypto.stop()

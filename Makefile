@@ -49,7 +49,7 @@ $(NODE_STAMP): tests/e2ee_node/package-lock.json
 
 # Dovecot (Debian's) is the IMAP server of the mail bridge's tests; installed when missing.
 dovecot:
-	@test -x /usr/sbin/dovecot || { \
+	@{ test -x /usr/sbin/dovecot && test -x /usr/lib/dovecot/imap && test -x /usr/lib/dovecot/lmtp; } || { \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -qq && \
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \

@@ -35,7 +35,7 @@ postgres:
 	@bash .ci/ensure-postgres
 
 lint: $(STAMP)
-	$(BIN)/ruff check bridge bot tests bench
+	$(BIN)/ruff check bridge bot tests bench helm
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

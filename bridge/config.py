@@ -50,7 +50,9 @@ class _Section(BaseModel):
 class HomeserverConfig(_Section):
     address: str = Field(description="Client-server API base URL of the homeserver.")
     domain: str = Field(description="Server name: the part after ':' in user IDs.")
-    verify_ssl: bool = True
+    verify_ssl: bool = Field(
+        True, description="Verify the homeserver's TLS certificate (keep true in production)."
+    )
 
     @field_validator("address")
     @classmethod
@@ -62,21 +64,49 @@ class HomeserverConfig(_Section):
 
 class AppserviceConfig(_Section):
     address: str = Field(description="URL at which the homeserver reaches SantéGuard.")
-    hostname: str = "127.0.0.1"
-    port: int = Field(29340, ge=1, le=65535)
-    id: str = "santeguard"
-    bot_username: str = "santeguard"
-    bot_displayname: str = "SantéGuard"
+    hostname: str = Field(
+        "127.0.0.1",
+        description="Interface to listen on; keep loopback unless the homeserver runs on "
+        "another host.",
+    )
+    port: int = Field(29340, ge=1, le=65535, description="TCP port to listen on.")
+    id: str = Field(
+        "santeguard", description="Appservice ID in the registration (unique per homeserver)."
+    )
+    bot_username: str = Field(
+        "santeguard",
+        description="Localpart of the bot user; the appservice's other users are "
+        "`<bot_username>_*`.",
+    )
+    bot_displayname: str = Field("SantéGuard", description="Display name of the bot in rooms.")
     enforcer_username: str = Field(
         "santeguard_control",
         description="Localpart of the enforcement user (no E2EE device, in every room); "
-        "must be in the bot's namespace (<bot_username>_*).",
+        "must be in the bot's namespace (`<bot_username>_*`).",
     )
-    enforcer_displayname: str = "SantéGuard (contrôle)"
-    as_token: SecretStr
-    hs_token: SecretStr
-    registration: str | None = None
-    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    enforcer_displayname: str = Field(
+        "SantéGuard (contrôle)",
+        description="Display name of the enforcement user, so members see what it is.",
+    )
+    as_token: SecretStr = Field(
+        description="Token SantéGuard presents to the homeserver. Left out of the file, it "
+        "is read from the registration file."
+    )
+    hs_token: SecretStr = Field(
+        description="Token the homeserver presents to SantéGuard. Left out of the file, it "
+        "is read from the registration file."
+    )
+    registration: str | None = Field(
+        None,
+        description="Registration file written by `santeguard generate-registration` "
+        "(relative to the config file): where the tokens are read from when not set here.",
+    )
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=1024,
+        description="Largest transaction body accepted, in bytes (larger ones get 413 "
+        "M_TOO_LARGE).",
+    )
 
     @field_validator("as_token", "hs_token")
     @classmethod
@@ -92,9 +122,19 @@ class AppserviceConfig(_Section):
 
 
 class AntispamConfig(_Section):
-    path: str = "/_santeguard/antispam"
+    path: str = Field(
+        "/_santeguard/antispam",
+        description="URL path prefix of the gate's callbacks; the antispam modules' base_url "
+        "is appservice.address followed by this path.",
+    )
     # Required: without a real token the synchronous gate refuses every callback.
-    token: SecretStr | None = Field(None, validate_default=True)
+    token: SecretStr | None = Field(
+        None,
+        validate_default=True,
+        description="Bearer token Synapse's antispam modules send (their `authorization`). "
+        "Required: an empty or placeholder token is refused, since the gate would refuse "
+        "every callback.",
+    )
 
     @field_validator("token")
     @classmethod
@@ -115,10 +155,19 @@ class AntispamConfig(_Section):
 
 class DatabaseConfig(_Section):
     # A relative SQLite path is relative to the config file (see ``load_config``).
-    uri: str = "sqlite:santeguard.db"
-    min_size: int = Field(1, ge=1)
-    max_size: int = Field(10, ge=1)
-    sqlite_synchronous: Literal["normal", "full"] = "normal"
+    uri: str = Field(
+        "sqlite:santeguard.db",
+        description="sqlite:relative/path.db (relative to the config file), "
+        "sqlite:///absolute/path.db, or postgres://user:password@host/database. PostgreSQL "
+        "is recommended in production and needed for several replicas.",
+    )
+    min_size: int = Field(1, ge=1, description="Smallest connection pool (PostgreSQL only).")
+    max_size: int = Field(10, ge=1, description="Largest connection pool (PostgreSQL only).")
+    sqlite_synchronous: Literal["normal", "full"] = Field(
+        "normal",
+        description="SQLite only. normal (WAL): commits survive a crash of SantéGuard, the "
+        "last ones may be lost on power loss; full: every commit is synced to disk.",
+    )
 
     @field_validator("uri")
     @classmethod
@@ -173,40 +222,115 @@ class DispatchConfig(_Section):
 
 
 class GateConfig(_Section):
-    protect_by_default: bool = True
+    protect_by_default: bool = Field(
+        True,
+        description="Every room is protected unless an admin turns it off "
+        "(`!sg room protect off`).",
+    )
     reconcile_minutes: int = Field(
         60, ge=1, description="Period of the sweep that re-derives violations from members."
     )
-    allowed_servers: list[str] = Field(default_factory=list)
-    exempt_users: list[str] = Field(default_factory=list)
-    require_encryption: bool = True
-    unencrypted_room_types: list[str] = Field(default_factory=list)
-    homeserver_encrypts_by_default: bool = False
-    verification_days: int = Field(30, ge=1)
-    admin_room: str | None = None
-    reverify_hours: float = Field(24, gt=0)
+    allowed_servers: list[str] = Field(
+        default_factory=list,
+        description="Other homeservers of the health network whose users may join protected "
+        "rooms (this homeserver's verified users always may).",
+    )
+    exempt_users: list[str] = Field(
+        default_factory=list,
+        description="Accounts never refused (e.g. a monitoring bot); the SantéGuard bot always is.",
+    )
+    require_encryption: bool = Field(
+        True,
+        description="Protected rooms must be end-to-end encrypted from creation; clear "
+        "messages in them are refused (and redacted if one slips through).",
+    )
+    unencrypted_room_types: list[str] = Field(
+        default_factory=list,
+        description="Room types (creation_content.type) that may be created without encryption.",
+    )
+    homeserver_encrypts_by_default: bool = Field(
+        False,
+        description="Set to true when homeserver.yaml has "
+        "encryption_enabled_by_default_for_room_type: all.",
+    )
+    verification_days: int = Field(
+        30,
+        ge=1,
+        description="How long a verification holds without a successful re-check (days).",
+    )
+    admin_room: str | None = Field(
+        None,
+        description="Room where the bot posts alerts for admins (directory unreachable, a "
+        "member it could not remove…). Optional: alerts are always logged.",
+    )
+    reverify_hours: float = Field(
+        24,
+        gt=0,
+        description="Period of the re-verification of every bound practitioner (hours); a "
+        "new extract import triggers one too.",
+    )
 
 
 class DirectoryConfig(_Section):
-    source: Literal["extract", "fhir"] = "extract"
-    fhir_base_url: str = "https://gateway.api.esante.gouv.fr/fhir/v2"
-    fhir_api_key: SecretStr | None = None
-    timeout_seconds: float = Field(5, gt=0)
-    retries: int = Field(2, ge=0)
-    cache_ttl_seconds: float = Field(300, ge=0)
-    psc_idp_id: str | None = None
-    homeserver_admin_token: SecretStr | None = None
+    source: Literal["extract", "fhir"] = Field(
+        "extract",
+        description="extract: the imported Annuaire Santé public extract; fhir: the Annuaire "
+        "Santé FHIR API (needs an API key from the ANS).",
+    )
+    fhir_base_url: str = Field(
+        "https://gateway.api.esante.gouv.fr/fhir/v2", description="FHIR API base URL."
+    )
+    fhir_api_key: SecretStr | None = Field(
+        None,
+        description="FHIR API key (header ESANTE-API-KEY); required when source is fhir.",
+    )
+    timeout_seconds: float = Field(5, gt=0, description="FHIR request timeout (seconds).")
+    retries: int = Field(
+        2,
+        ge=0,
+        description="FHIR retries on 5xx, 429, timeouts and connection errors (never on "
+        "other 4xx).",
+    )
+    cache_ttl_seconds: float = Field(
+        300,
+        ge=0,
+        description="FHIR answers (found and not found) are cached this many seconds.",
+    )
+    psc_idp_id: str | None = Field(
+        None,
+        description="Pro Santé Connect: the idp_id of the OIDC provider in homeserver.yaml; "
+        "accounts that log in through it are verified from their IDNPS. Unset: off.",
+    )
+    homeserver_admin_token: SecretStr | None = Field(
+        None,
+        description="Access token of a homeserver admin account, to read an account's Pro "
+        "Santé Connect identity (needed with psc_idp_id).",
+    )
 
 
 class LoggingConfig(_Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    format: Literal["text", "json"] = "text"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level. Logs go to stderr, secrets scrubbed from every line."
+    )
+    format: Literal["text", "json"] = Field(
+        "text",
+        description="text for humans, json for one JSON object per line (log collectors).",
+    )
 
 
 class BotConfig(_Section):
-    prefix: str = "!sg"
-    admins: list[str] = Field(default_factory=list)
-    language: Literal["fr", "en"] = "fr"
+    prefix: str = Field(
+        "!sg", description="Command prefix: messages starting with it are commands."
+    )
+    admins: list[str] = Field(
+        default_factory=list,
+        description="Network administrators (Matrix user IDs): they may run every command "
+        "in every room.",
+    )
+    language: Literal["fr", "en"] = Field(
+        "fr",
+        description="Default reply language; rooms can change theirs with `!sg language`.",
+    )
 
     @field_validator("admins")
     @classmethod
@@ -220,7 +344,11 @@ class BotConfig(_Section):
 class EncryptionConfig(_Section):
     """The bot's own encrypted device (docs/e2ee.md)."""
 
-    enabled: bool = True
+    enabled: bool = Field(
+        True,
+        description="Turn the bot's encrypted device on. Off, the bot cannot read or answer "
+        "encrypted rooms, and the mail bridge cannot run.",
+    )
     store_path: str = Field(
         "santeguard-crypto",
         description="Directory (0700) of the device's keys and nio store; must persist. "
@@ -233,10 +361,28 @@ class EncryptionConfig(_Section):
         "that changed it, before the homeserver is told the sync was received. Needed "
         "for several replicas; store_path is then only a working copy.",
     )
-    device_display_name: str = "SantéGuard"
-    key_wait_seconds: float = Field(2.0, ge=0, le=30)
-    give_up_seconds: float = Field(60.0, gt=0)
-    sync_timeout_ms: int = Field(30_000, ge=1000, le=120_000)
+    device_display_name: str = Field(
+        "SantéGuard", description="Name of the device as clients list it."
+    )
+    key_wait_seconds: float = Field(
+        2.0,
+        ge=0,
+        le=30,
+        description="How long one attempt waits for a missing room key before the event is "
+        "retried later (seconds).",
+    )
+    give_up_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Without the room key for this long (seconds), the bot gives up on the "
+        "message and says so in the room.",
+    )
+    sync_timeout_ms: int = Field(
+        30_000,
+        ge=1000,
+        le=120_000,
+        description="Long-poll timeout of the device's /sync (milliseconds).",
+    )
 
 
 class Config(BaseSettings):

@@ -44,7 +44,7 @@ from bridge.commands.rooms import LanguageSetting, RoomStore
 from bridge.config import Config
 from bridge.core.antispam import GatePort
 from bridge.core.ports import Subscriber
-from bridge.db.database import open_database
+from bridge.db.database import open_database, start_database
 from bridge.e2ee.commands import EncryptionCommands
 from bridge.e2ee.forced import ForcedEncryption
 from bridge.e2ee.hooks import EncryptedEvents
@@ -179,7 +179,14 @@ class SanteGuard:
             language=lang,
         )
         self.crypto = build_device(
-            cfg, self.session, self.matrix, self.rooms, t, self.gatekeeper.admits
+            cfg,
+            self.session,
+            self.matrix,
+            self.rooms,
+            t,
+            self.gatekeeper.admits,
+            db=self.db,
+            replica_id=self.cluster.replica_id,
         )
         self.reverifier = Reverifier(
             self.verifications,
@@ -392,7 +399,7 @@ class SanteGuard:
 
     async def start(self) -> None:
         cfg = self.config
-        await self.db.start()
+        await start_database(self.db, cfg.database.uri)
         await self.queue.open()
         self.audit.use_writer(self.queue.writer)
         self.retention.use_writer(self.queue.writer)

@@ -30,7 +30,7 @@ from bridge.config import Config, ConfigError
 from bridge.core.errors import TransientError
 from bridge.core.ports import AuditPort
 from bridge.e2ee.commands import UndecryptableNotifier
-from bridge.e2ee.device import BotDevice, DeviceAllowed
+from bridge.e2ee.device import BotDevice, DeviceAllowed, DeviceStoreDb
 from bridge.e2ee.text import CATALOG as E2EE_TEXT
 from bridge.gate.enforce import Enforcer
 from bridge.gate.policy import NetworkPolicy
@@ -146,11 +146,21 @@ def build_device(
     rooms: RoomStore,
     translator: Translator,
     device_allowed: DeviceAllowed,
+    *,
+    db: Database,
+    replica_id: str,
 ) -> BotDevice | None:
-    """The bot's encrypted device; replies to encrypted rooms go through it."""
+    """The bot's encrypted device; replies to encrypted rooms go through it. With
+    ``encryption.store_in_database`` its store lives in the database (any replica may
+    lead; docs/cluster.md)."""
     cfg = config
     if not cfg.encryption.enabled:
         return None
+    store_db = (
+        DeviceStoreDb(db, cfg.appservice.as_token.get_secret_value(), replica_id)
+        if cfg.encryption.store_in_database
+        else None
+    )
     device = BotDevice(
         homeserver=cfg.homeserver.address,
         user_id=cfg.bot_mxid,
@@ -164,6 +174,7 @@ def build_device(
         verify_ssl=cfg.homeserver.verify_ssl,
         device_allowed=device_allowed,
         on_undecryptable=UndecryptableNotifier(translator, rooms, matrix, cfg.bot.language),
+        store_db=store_db,
     )
     matrix.encryptor = device
     return device

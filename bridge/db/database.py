@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from mautrix.util.async_db import Database
+import asyncpg
+from mautrix.util.async_db import Database, Scheme
 
 from bridge.db.upgrade import build_upgrade_table
 
@@ -28,3 +29,21 @@ def open_database(
         db_args=db_args,
         log=logging.getLogger("santeguard.db"),
     )
+
+
+async def start_database(db: Database, uri: str) -> None:
+    """Start ``db``, running its schema upgrades under an advisory lock on PostgreSQL:
+    replicas starting together on an empty database upgrade it one after the other
+    (mautrix's upgrade takes no lock; the second would fail on the tables the first
+    made). The lock's key is per schema, like the leader's lease."""
+    if db.scheme == Scheme.SQLITE:
+        await db.start()
+        return
+    conn = await asyncpg.connect(uri, timeout=30)
+    try:
+        await conn.execute(
+            "SELECT pg_advisory_lock(hashtext('santeguard-upgrade'), hashtext(current_schema()))"
+        )
+        await db.start()
+    finally:
+        await conn.close()  # ends the session: the lock goes with it

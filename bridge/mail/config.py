@@ -17,32 +17,66 @@ class MailConfig(BaseModel):
 
     enabled: bool = Field(False, description="Bridge linked rooms to the mailbox below.")
     address: str | None = Field(
-        None, description="The application mailbox (sender of every mail), e.g. cpts@x.mssante.fr."
+        None,
+        description="The application mailbox (sender of every mail), e.g. cpts@x.mssante.fr. "
+        "Required when enabled.",
     )
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_host: str = Field(
+        "127.0.0.1", description="SMTP submission server of the MSSanté operator."
+    )
+    smtp_port: int = Field(
+        587, ge=1, le=65535, description="SMTP port: 587 with starttls, 465 with implicit."
+    )
     smtp_tls: Literal["starttls", "implicit"] = Field(
         "starttls", description="STARTTLS is forced: a relay that does not offer it is refused."
     )
-    smtp_username: str | None = None
-    smtp_password: SecretStr | None = None
-    imap_host: str = "127.0.0.1"
+    smtp_username: str | None = Field(
+        None,
+        description="SMTP AUTH user, if the operator asks for one besides the client certificate.",
+    )
+    smtp_password: SecretStr | None = Field(None, description="The SMTP AUTH password.")
+    imap_host: str = Field(
+        "127.0.0.1", description="IMAP server of the mailbox (implicit TLS only)."
+    )
     imap_port: int = Field(993, ge=1, le=65535, description="IMAP over implicit TLS.")
-    imap_username: str | None = None
-    imap_password: SecretStr | None = None
-    imap_folder: str = "INBOX"
+    imap_username: str | None = Field(
+        None, description="IMAP login of the application mailbox. Required when enabled."
+    )
+    imap_password: SecretStr | None = Field(
+        None, description="The IMAP password. Required when enabled."
+    )
+    imap_folder: str = Field("INBOX", description="Folder read for incoming mail.")
     ca_file: str | None = Field(
         None, description="Pinned CA bundle (IGC-Santé in production). Required when enabled."
     )
-    client_cert: str | None = Field(None, description="Client certificate (ORG AUTH_CLI), PEM.")
-    client_key: str | None = Field(None, description="Its private key, PEM (keep it 0600).")
+    client_cert: str | None = Field(
+        None,
+        description="Client certificate (IGC-Santé ORG AUTH_CLI), PEM. Required when enabled.",
+    )
+    client_key: str | None = Field(
+        None,
+        description="The client certificate's private key, PEM (keep it 0600). Required "
+        "when enabled.",
+    )
     allowlist_patterns: list[str] = Field(
         default_factory=list,
         description="Recipient domains besides the imported liste blanche, e.g. '*.mssante.fr'.",
     )
-    retry_base_seconds: float = Field(60, gt=0)
-    retry_max_seconds: float = Field(3600, gt=0)
-    give_up_days: float = Field(5, gt=0, description="RFC 5321 4.5.4.1: at least 4-5 days.")
+    retry_base_seconds: float = Field(
+        60,
+        gt=0,
+        description="First retry after a temporary failure (4xx, relay down), in seconds; "
+        "doubles each time.",
+    )
+    retry_max_seconds: float = Field(
+        3600, gt=0, description="Longest wait between two attempts, in seconds."
+    )
+    give_up_days: float = Field(
+        5,
+        gt=0,
+        description="Give up on a mail (and tell the room and the admins) after this many "
+        "days (RFC 5321 4.5.4.1: at least 4-5 days).",
+    )
     claim_seconds: float = Field(
         120,
         ge=1,
@@ -51,7 +85,11 @@ class MailConfig(BaseModel):
     )
     idle_seconds: float = Field(300, ge=5, description="IMAP IDLE, renewed this often.")
     poll_seconds: float = Field(60, ge=1, description="Polling when the server has no IDLE.")
-    max_mail_bytes: int = Field(25 * 1024 * 1024, ge=64 * 1024)
+    max_mail_bytes: int = Field(
+        25 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Largest mail sent or accepted, in bytes (attachments included).",
+    )
     request_read_receipts: bool = Field(
         True, description="Ask recipients for a read receipt (MDN) on outbound mail."
     )

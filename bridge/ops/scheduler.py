@@ -46,9 +46,11 @@ class Claims(Protocol):
     async def finished(self, name: str, outcome: str, next_in_seconds: float) -> None: ...
 
 
-#: Jobs at least this far apart are claimed (maintenance: reverify, reconcile, audits);
-#: shorter ones drain queues whose rows are claimed one by one (enforcement, mail).
-CLAIMED_FROM_SECONDS = 60.0
+#: Jobs at least this far apart are claimed (maintenance: reverify, reconcile, the
+#: retention and audit jobs): each runs once per period across replicas and restarts,
+#: and a new leader or a restarted process waits until the job is due. Shorter ones
+#: (queues whose rows are claimed one by one: enforcement, mail; probes) run at start.
+CLAIMED_FROM_SECONDS = 300.0
 
 
 class Scheduler:

@@ -63,7 +63,8 @@ async def test_a_failed_run_is_due_again_after_its_retry(db: Database) -> None:
 
 
 async def test_short_jobs_are_not_claimed(db: Database) -> None:
-    """Queue-draining jobs (seconds apart) claim their rows, not runs: no job_run row."""
+    """Queue-draining jobs and probes (seconds to a minute apart) claim their rows, not
+    runs, and run at every start: no job_run row."""
     ran = asyncio.Event()
 
     async def run() -> None:

@@ -88,3 +88,23 @@ async def test_another_schema_has_its_own_leader(pg_uri: str, pg_database: str) 
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_two_replicas_starting_on_an_empty_database_both_start(
+    pg_database: str,
+) -> None:
+    """The schema upgrade runs under a lock: neither replica fails on the other's tables."""
+    from bridge.db.database import open_database, start_database
+
+    schema = "u_" + str(abs(hash(time.monotonic())))[:8]
+    admin = await asyncpg.connect(pg_database)
+    await admin.execute(f'CREATE SCHEMA "{schema}"')
+    await admin.close()
+    uri = f"{pg_database}?search_path={schema}"
+    dbs = [open_database(uri), open_database(uri)]
+    try:
+        await asyncio.gather(*(start_database(db, uri) for db in dbs))
+        assert await dbs[0].fetchval("SELECT COUNT(*) FROM job_run") == 0
+    finally:
+        for db in dbs:
+            await db.stop()

@@ -10,11 +10,21 @@ devices of members that ``device_allowed`` accepts.
 
 The device is created once with ``m.login.application_service`` and kept in the store
 (``credentials``), so a restart reuses the same device and identity keys. ``BotDevice``
-(``bot_device``) is the façade composing all of these. See docs/e2ee.md.
+(``bot_device``) is the façade composing all of these. With several replicas the store
+is kept in the database (``dbstore``), so whichever replica leads runs the same device.
+See docs/e2ee.md.
 """
 
 from bridge.e2ee.device.bot_device import BotDevice
+from bridge.e2ee.device.dbstore import DeviceStoreDb, StoreError, StoreFenced
 from bridge.e2ee.device.decrypt import UndecryptableNotice
 from bridge.e2ee.device.share import DeviceAllowed
 
-__all__ = ["BotDevice", "DeviceAllowed", "UndecryptableNotice"]
+__all__ = [
+    "BotDevice",
+    "DeviceAllowed",
+    "DeviceStoreDb",
+    "StoreError",
+    "StoreFenced",
+    "UndecryptableNotice",
+]

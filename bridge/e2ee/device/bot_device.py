@@ -23,6 +23,7 @@ from bridge.e2ee.device.credentials import (
     open_client,
     upload_keys,
 )
+from bridge.e2ee.device.dbstore import DeviceStoreDb
 from bridge.e2ee.device.decrypt import Decryptor, UndecryptableNotice
 from bridge.e2ee.device.key_requests import KeyRequests
 from bridge.e2ee.device.rooms import EncryptedRooms
@@ -42,6 +43,9 @@ class BotDevice:
 
     ``device_allowed`` (required: there is no allow-all default) decides which members'
     devices get a room's keys; the application passes the gate's admission decision.
+    With ``store_db``, the store is kept in the database (``encryption.store_in_database``):
+    restored at ``start`` into ``store_path`` (then only a working copy), saved before each
+    /sync request and at ``stop``.
     """
 
     def __init__(
@@ -59,6 +63,7 @@ class BotDevice:
         sync_timeout_ms: int = 30_000,
         verify_ssl: bool = True,
         on_undecryptable: UndecryptableNotice | None = None,
+        store_db: DeviceStoreDb | None = None,
     ) -> None:
         self.homeserver = homeserver.rstrip("/")
         self.user_id = user_id
@@ -70,7 +75,10 @@ class BotDevice:
         self._client: AsyncClient | None = None
         self._token = ""  # the device's access token, once started
         self.cross_signed = False
-        self._sync = DeviceSync(self._store, sync_timeout_ms)
+        self._store_db = store_db
+        self._sync = DeviceSync(
+            self._store, sync_timeout_ms, self._save if store_db is not None else None
+        )
         self._key_requests = KeyRequests()
         self._undecryptable = UndecryptableLog(self._store)
         self._decryptor = Decryptor(
@@ -93,6 +101,11 @@ class BotDevice:
     @property
     def device_id(self) -> str | None:
         return str(self._client.device_id) if self._client is not None else None
+
+    @property
+    def fenced(self) -> bool:
+        """Another replica took the stored device over: this one stopped syncing it."""
+        return self._store_db is not None and self._store_db.fenced
 
     @property
     def identity_keys(self) -> dict[str, str]:
@@ -144,7 +157,10 @@ class BotDevice:
         """Restore (or create once) the device, publish keys and identity, start syncing."""
         if self._sync.ready:
             return
+        await self._close_client()  # left by a device stopped by fencing, if any
         ensure_private_dir(self._store)
+        if self._store_db is not None:
+            await self._store_db.restore(self._store)  # a StoreError stops here (fail closed)
         creds = await load_or_login(
             self._api,
             self._store,
@@ -186,7 +202,17 @@ class BotDevice:
 
     async def stop(self) -> None:
         await self._sync.stop()
+        if self._store_db is not None and self._client is not None:
+            try:
+                await self._save()
+            except Exception as e:  # StoreFenced included: never saved over a new leader
+                # The last save (before the last /sync request) stands: nothing is lost.
+                log.error("Encrypted device not saved at stop: %s", e)
         await self._close_client()
+
+    async def _save(self) -> None:
+        assert self._store_db is not None
+        await self._store_db.checkpoint(self._store)
 
     async def _close_client(self) -> None:
         client, self._client = self._client, None
@@ -246,10 +272,18 @@ class BotDevice:
             undecryptable=self.undecryptable(room_id),
         )
 
-    async def send_encrypted(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
+    async def send_encrypted(
+        self,
+        room_id: str,
+        event_type: str,
+        content: dict[str, Any],
+        txn_id: str | None = None,
+    ) -> str:
         """Encrypt and send; the room key goes only to devices of allowed members."""
         client = await self._wait_ready()
-        return await self._sender.send(client, self._token, room_id, event_type, content)
+        return await self._sender.send(
+            client, self._token, room_id, event_type, content, txn_id=txn_id
+        )
 
     async def encrypt(
         self, room_id: str, event_type: str, content: dict[str, Any]

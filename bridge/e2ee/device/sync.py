@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from nio import AsyncClient, KeysQueryError, SyncError
 
 from bridge.core.errors import TransientError
+from bridge.e2ee.device.dbstore import StoreFenced
 from bridge.e2ee.files import restrict_tree
 
 log = logging.getLogger("santeguard.crypto")
@@ -51,9 +53,15 @@ class DeviceSync:
     and sending: nio tracks one request of each kind at a time.
     """
 
-    def __init__(self, store: Path, timeout_ms: int) -> None:
+    def __init__(
+        self,
+        store: Path,
+        timeout_ms: int,
+        before_sync: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
         self._store = store
         self._timeout_ms = timeout_ms
+        self._before_sync = before_sync
         self.keys_lock = asyncio.Lock()
         self._client: AsyncClient | None = None
         self._ready = asyncio.Event()
@@ -89,7 +97,14 @@ class DeviceSync:
         return self._client
 
     async def once(self, client: AsyncClient, timeout_ms: int, *, full_state: bool = False) -> None:
-        """One sync, then the to-device messages and key traffic it calls for."""
+        """One sync, then the to-device messages and key traffic it calls for.
+
+        ``before_sync`` (the database save) runs first: a request with the last batch's
+        token tells the homeserver that batch arrived (it deletes its to-device messages),
+        so what the batch changed must be saved before; if the save fails, no request.
+        """
+        if self._before_sync is not None:
+            await self._before_sync()
         resp = await client.sync(
             timeout=timeout_ms, sync_filter=sync_filter(), full_state=full_state or None
         )
@@ -128,6 +143,10 @@ class DeviceSync:
                 delay = _FIRST_RETRY_SECONDS
             except asyncio.CancelledError:
                 raise
+            except StoreFenced as e:
+                self._ready.clear()
+                log.critical("Encrypted device stopped: %s", e)
+                return
             except Exception as e:
                 log.warning("Encrypted device sync failed (%s); retrying in %.1f s", e, delay)
                 await asyncio.sleep(delay)

@@ -19,8 +19,9 @@ in-process SantéGuard, which is stopped meanwhile and restarted afterwards.
   kill reuses its transaction ID, so Synapse returns the first event).
 
 SLOW: each test moves its mails through real servers (1,000 mails take about 2 minutes
-per test and database on two busy cores). ``make test`` moves 400 inbound mails (the
-cuts at the same fractions of the run); ``SANTEGUARD_LONG_TESTS=1`` the 1,000 above.
+per test and database on two busy cores). ``make test`` moves 400 mails each way (the
+kills and cuts at the same fractions of the run); ``SANTEGUARD_LONG_TESTS=1`` the 1,000
+above.
 The figures (re-sends, time per phase) are printed (``-s``). Most message texts are
 shorter than tests/logscan.py's minimum, so the session's log scan does not search for
 thousands of near-identical texts; one in fifty is long (and searched for).
@@ -63,10 +64,10 @@ pytestmark = pytest.mark.synapse
 
 Lab = tuple[DevStack, MailLab]
 
-# Outbound: 1,000 mails. Inbound: 400 in `make test` (the cuts at the same fractions),
-# the 1,000 the figures come from with SANTEGUARD_LONG_TESTS=1.
+# 400 mails each way in `make test` (the kills and cuts at the same fractions), the 1,000
+# the figures come from with SANTEGUARD_LONG_TESTS=1.
 LONG = os.environ.get("SANTEGUARD_LONG_TESTS") == "1"
-MAILS = 1000
+MAILS = 1000 if LONG else 400
 MAILS_IN = 1000 if LONG else 400
 DOMAIN = MAILBOX.split("@")[1]
 PEER_DOMAIN = "chu-exemple.mssante.test"
@@ -74,7 +75,7 @@ ROOMS = 3  # linked rooms the outbound messages are spread over
 SENDERS = 3  # concurrent sends per room by the practitioner's client
 # SIGKILL once this many distinct mails reached the relay: between two mails, or while
 # the relay takes one (accepted, but SantéGuard never hears the reply: sent again).
-KILLS = ((100, False), (550, True))
+KILLS = ((MAILS // 10, False), (MAILS * 55 // 100, True))
 CLAIM_SECONDS = 3  # mail.claim_seconds: a killed process's claims end this fast
 PATIENCE = 180.0  # upper bound of every wait (a loaded machine is slow, not wrong)
 

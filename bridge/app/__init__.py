@@ -339,6 +339,7 @@ class SanteGuard:
             self.audit,
             self.enforcer,
             self.dispatcher,
+            self.queue,
             self.scheduler,
             self.bot,
             self.crypto,
@@ -364,7 +365,7 @@ class SanteGuard:
             antispam_path=cfg.antispam.path,
             max_body_bytes=cfg.appservice.max_body_bytes,
             metrics=self.metrics,
-            store_txn=self.queue.store_transaction,
+            store_txn=self.leadership.store,
             on_stored=self.leadership.stored,
             gate=self.gate,
             readiness=Readiness(

@@ -18,6 +18,7 @@ from bridge.matrix.bot_account import BotAccount
 from bridge.ops.metrics import Metrics
 from bridge.ops.scheduler import Scheduler
 from bridge.spine.dispatch import Dispatcher
+from bridge.spine.queue import EventQueueStore
 
 log = logging.getLogger("santeguard")
 
@@ -34,6 +35,7 @@ class Leadership:
         audit: AuditLog,
         enforcer: Enforcer,
         dispatcher: Dispatcher,
+        queue: EventQueueStore,
         scheduler: Scheduler,
         bot: BotAccount,
         device: Device | None,
@@ -43,6 +45,7 @@ class Leadership:
         self._audit = audit
         self._enforcer = enforcer
         self._dispatcher = dispatcher
+        self._queue = queue
         self._scheduler = scheduler
         self._bot = bot
         self._device = device
@@ -70,6 +73,11 @@ class Leadership:
             await self._device.stop()
         self.failed.set()
 
+    async def store(self, txn_id: str, body: bytes, event_count: int) -> int | None:
+        """Store a transaction; a follower notifies the leader in the same statement."""
+        notify = self._cluster.shared and not self._cluster.lease.leader
+        return await self._queue.store_transaction(txn_id, body, event_count, notify=notify)
+
     def stored(self, seq: int, events: list[dict[str, Any]]) -> None:
         """A transaction is committed. One process hands it over (saving a read); with
         replicas sharing the database, the leader reads every replica's transactions
@@ -77,8 +85,9 @@ class Leadership:
         follower stored just before)."""
         if not self._cluster.shared:
             self._dispatcher.submit(seq, events)
-        else:
-            self.wake_dispatch()
+        elif self._cluster.lease.leader:
+            self._queue.remember(seq, events)  # read back by sequence number only
+            self._dispatcher.wake()
 
     def wake_dispatch(self) -> None:
         if self._cluster.shared and self._cluster.lease.leader:

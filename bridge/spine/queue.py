@@ -32,6 +32,8 @@ log = logging.getLogger("santeguard.queue")
 # The dead_letter columns are TEXT; identifiers longer than this are cut (Matrix caps
 # them at 255 bytes), the error text at ERROR_CHARS.
 ID_CHARS = 255
+#: Transactions this process stored and keeps in memory until read back (``remember``).
+RECENT_TXNS = 64
 ERROR_CHARS = 500
 
 
@@ -110,6 +112,12 @@ _INSERT_TXN = (
     "INSERT INTO txn (txn_id, body, event_count, received_at) VALUES ({}, {}, {}, {}) "
     "ON CONFLICT (txn_id) DO NOTHING RETURNING seq"
 )
+# A follower (replicas on PostgreSQL) tells the leader in the same statement, delivered
+# at commit: the leader reads it back (bridge/cluster/feed.py). Only when a row went in.
+_INSERT_TXN_NOTIFY = (
+    "WITH ins AS (" + _INSERT_TXN.format("$1", "$2", "$3", "$4") + ") "
+    "SELECT seq, pg_notify('santeguard_changes', current_schema() || ':txn') FROM ins"
+)
 _MARK_DONE = "UPDATE txn SET status = 'done', done_at = {} WHERE seq = {}"
 
 
@@ -124,6 +132,7 @@ class EventQueueStore:
         self.db = db
         self._sqlite_synchronous = sqlite_synchronous
         self._writer: SQLiteWriter | None = None
+        self._recent: dict[int, list[dict[str, Any]]] = {}
 
     async def open(self) -> None:
         if self.db.scheme == Scheme.SQLITE:
@@ -144,8 +153,11 @@ class EventQueueStore:
             await self._writer.close()
             self._writer = None
 
-    async def store_transaction(self, txn_id: str, body: bytes, event_count: int) -> int | None:
-        """Commit the raw transaction and return its sequence number.
+    async def store_transaction(
+        self, txn_id: str, body: bytes, event_count: int, *, notify: bool = False
+    ) -> int | None:
+        """Commit the raw transaction and return its sequence number; with ``notify``
+        (PostgreSQL), tell the other replicas' change feeds at commit.
 
         Returns None if this ``txn_id`` was already stored (a replay).
         """
@@ -156,15 +168,24 @@ class EventQueueStore:
                 lambda c: c.execute(sql, (txn_id, body, event_count, now)).fetchone()
             )
             return int(row[0]) if row else None
-        value = await self.db.fetchval(
-            _INSERT_TXN.format("$1", "$2", "$3", "$4"), txn_id, body, event_count, now
-        )
+        sql = _INSERT_TXN_NOTIFY if notify else _INSERT_TXN.format("$1", "$2", "$3", "$4")
+        value = await self.db.fetchval(sql, txn_id, body, event_count, now)
         return int(value) if value is not None else None
+
+    def remember(self, seq: int, events: list[dict[str, Any]]) -> None:
+        """Keep a transaction this process just stored, so that reading it back (replicas
+        on PostgreSQL: the leader reads every transaction from the database, in order)
+        costs a sequence number, not its body. Bounded: the oldest are forgotten."""
+        self._recent[seq] = events
+        while len(self._recent) > RECENT_TXNS:
+            self._recent.pop(next(iter(self._recent)))
 
     async def pending(
         self, after_seq: int, limit: int = 50, until_seq: int | None = None
     ) -> list[StoredTxn]:
         """Stored transactions not yet done with ``after_seq < seq <= until_seq``, in order."""
+        if self._recent and self.db.scheme != Scheme.SQLITE:
+            return await self._pending_cached(after_seq, limit, until_seq)
         if until_seq is None:
             rows = await self.db.fetch(
                 "SELECT seq, body FROM txn WHERE status = 'pending' AND seq > $1 "
@@ -184,6 +205,33 @@ class EventQueueStore:
         for r in rows:
             seq = int(r["seq"])
             out.append(StoredTxn(seq, _events_or_none(seq, bytes(r["body"]))))
+        return out
+
+    async def _pending_cached(
+        self, after_seq: int, limit: int, until_seq: int | None
+    ) -> list[StoredTxn]:
+        """``pending`` reading only the bodies this process does not hold already."""
+        seqs = [
+            int(seq)
+            for (seq,) in await self.db.fetch(
+                "SELECT seq FROM txn WHERE status = 'pending' AND seq > $1 "
+                "AND seq <= $2 ORDER BY seq LIMIT $3",
+                after_seq,
+                until_seq if until_seq is not None else 2**62,
+                limit,
+            )
+        ]
+        missing = [seq for seq in seqs if seq not in self._recent]
+        bodies: dict[int, bytes] = {}
+        if missing:
+            rows = await self.db.fetch("SELECT seq, body FROM txn WHERE seq = ANY($1)", missing)
+            bodies = {int(r["seq"]): bytes(r["body"]) for r in rows}
+        out = []
+        for seq in seqs:
+            events = self._recent.pop(seq, None)
+            if events is None:
+                events = _events_or_none(seq, bodies.get(seq, b""))
+            out.append(StoredTxn(seq, events))
         return out
 
     async def mark_done(self, seqs: list[int]) -> None:

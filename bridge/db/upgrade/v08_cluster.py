@@ -16,8 +16,9 @@ async def upgrade(conn: Connection, scheme: Scheme) -> None:
       forward in one statement, so a job runs once per period whichever replica leads,
       across failovers (bridge/cluster/jobs.py).
     - On PostgreSQL, statement-level triggers ``NOTIFY santeguard_changes`` with the table
-      name after every write to a table the replicas mirror in memory, and with ``txn``
-      after a transaction is stored (the leader reads it). Delivered at commit, to every
+      name after every write to a table the replicas mirror in memory (a follower that
+      stores a transaction notifies ``txn`` in its insert: bridge/spine/queue.py; the
+      leader reads it back). Delivered at commit, to every
       replica's change feed; the payload is ``schema:table``, so deployments in different
       schemas of one database ignore each other's changes. SQLite is one process: it needs neither.
     """
@@ -47,7 +48,3 @@ async def upgrade(conn: Connection, scheme: Scheme) -> None:
             f"CREATE TRIGGER {table}_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE "
             f"ON {table} FOR EACH STATEMENT EXECUTE FUNCTION santeguard_notify_change('{table}')"
         )
-    await conn.execute(
-        "CREATE TRIGGER txn_stored AFTER INSERT ON txn "
-        "FOR EACH STATEMENT EXECUTE FUNCTION santeguard_notify_change('txn')"
-    )

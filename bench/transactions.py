@@ -1,10 +1,21 @@
-"""Transaction ingest: SantéGuard's durable endpoint vs a bare aiohttp handler, same run.
+"""Transaction ingest: SantéGuard's durable endpoint vs two baselines, in the same run.
 
-Each receiver runs in its own process; this process is the homeserver stand-in and, like
-Synapse, keeps one transaction in flight (concurrency 1). Prints events/s, ack p50/p99
-and the ratio to the bare handler, median of ``--repeat`` rounds.
+Baselines: a bare aiohttp handler (token check, JSON parse, 200) and mautrix-python's
+``AppService`` with a no-op event handler (it deserialises every event, acks, and runs
+its handlers after the ack; it stores nothing). Each receiver runs in its own process;
+this process is the homeserver stand-in and, like Synapse, keeps one transaction in
+flight (concurrency 1). SantéGuard runs with production defaults: protected rooms,
+``sqlite_synchronous: full`` (``sqlite-normal`` for the option), the dispatcher handling
+every event in the same process. Traffic (``bench/ingest_traffic.py``): ``production``
+(90 % megolm ``m.room.encrypted``, 10 % practitioners' memberships) or ``plain`` (the
+older clear ``m.room.message`` load into unprotected rooms).
 
-    python -m bench.transactions --db sqlite --db postgres
+Prints events/s, ack p50/p99 and the ratios to the bare handler and to mautrix (each
+taken against the baselines of the same round; median of ``--repeat`` rounds), and for
+SantéGuard the rate at which the dispatcher had handled everything ("drained").
+
+    python -m bench.transactions --db sqlite --db sqlite-normal --db postgres
+    python -m bench.transactions --db sqlite --profile /tmp/prof   # profile SantéGuard
 """
 
 from __future__ import annotations
@@ -15,114 +26,124 @@ import json
 import multiprocessing as mp
 import os
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
-from bench.common import HS_TOKEN, free_port, make_config
+from bench.common import HS_TOKEN, free_port, quantile
+from bench.ingest_receivers import (
+    serve_bare,
+    serve_homeserver,
+    serve_mautrix,
+    serve_santeguard,
+)
+from bench.ingest_traffic import ProductionTraffic, plain_bodies
 
 PG_ADMIN = os.environ.get("SANTEGUARD_TEST_PG", "postgres://postgres@127.0.0.1:5432/test")
+WARMUP = 20
+BARE = "bare aiohttp (parse + ack)"
+MAUTRIX = "mautrix AppService (no-op handler)"
 
 
-def _event(room: int, n: int) -> dict[str, Any]:
-    return {
-        "type": "m.room.message",
-        "event_id": f"${secrets.token_urlsafe(32)}",
-        "room_id": f"!room{room}:bench.test",
-        "sender": f"@user{n % 7}:bench.test",
-        "origin_server_ts": 1_700_000_000_000 + n,
-        "unsigned": {"age": 12},
-        "content": {"msgtype": "m.text", "body": "Patient vu ce matin, compte rendu à suivre " * 5},
-    }
+@dataclass
+class Load:
+    setup: list[bytes]  # the rooms' state and first members (not timed)
+    warmup: list[bytes]  # not timed
+    timed: list[bytes]
+    events: int  # events in all of the above
 
 
-def _bodies(txns: int, events: int) -> list[bytes]:
-    return [
-        json.dumps({"events": [_event(t % 10, t * events + i) for i in range(events)]}).encode()
-        for t in range(txns)
-    ]
+@dataclass
+class Run:
+    elapsed: float
+    latencies: list[float]
+    drained: float | None = None  # until every event was handled (SantéGuard only)
 
 
-def _serve_bare(port: int, ready: Any) -> None:
-    async def handler(request: web.Request) -> web.Response:
-        if request.headers.get("Authorization") != f"Bearer {HS_TOKEN}":
-            return web.json_response({"errcode": "M_FORBIDDEN"}, status=403)
-        json.loads(await request.read())
-        return web.json_response({})
-
-    async def main() -> None:
-        app = web.Application(client_max_size=10 * 1024 * 1024)
-        app.router.add_put("/_matrix/app/v1/transactions/{txn}", handler)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        ready.set()
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
+def _load(traffic: str, txns: int, events: int) -> Load:
+    if traffic == "plain":
+        bodies = plain_bodies(txns + WARMUP, events)
+        load = Load([], bodies[:WARMUP], bodies[WARMUP:], 0)
+    else:
+        gen = ProductionTraffic()
+        load = Load(gen.setup_bodies(), gen.bodies(WARMUP, events), gen.bodies(txns, events), 0)
+    load.events = sum(
+        len(json.loads(b)["events"]) for b in (*load.setup, *load.warmup, *load.timed)
+    )
+    return load
 
 
-def _serve_santeguard(db_uri: str, synchronous: str, port: int, ready: Any) -> None:
-    from bridge.app import SanteGuard
-
-    async def main() -> None:
-        cfg = make_config(
-            db_uri,
-            appservice={
-                "port": port,
-                "address": f"http://127.0.0.1:{port}",
-                "max_body_bytes": 10 * 1024 * 1024,
-            },
-            database={"sqlite_synchronous": synchronous},
-            logging={"level": "ERROR"},
-        )
-        app = SanteGuard(cfg)
-        await app.start()
-        ready.set()
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
+async def _handled(s: aiohttp.ClientSession, port: int) -> float:
+    async with s.get(f"http://127.0.0.1:{port}/metrics") as r:
+        text = await r.text()
+    for line in text.splitlines():
+        if line.startswith('santeguard_events_handled_total{outcome="done"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
-async def _drive(port: int, bodies: list[bytes], prefix: str) -> tuple[float, list[float]]:
-    url = f"http://127.0.0.1:{port}/_matrix/app/v1/transactions/"
+async def _drive(port: int, load: Load, prefix: str, drain: bool) -> Run:
+    url = f"http://127.0.0.1:{port}/_matrix/app/v1/transactions/{prefix}"
     headers = {"Authorization": f"Bearer {HS_TOKEN}", "Content-Type": "application/json"}
     lat: list[float] = []
     async with aiohttp.ClientSession() as s:
-        for i in range(min(20, len(bodies))):  # warm-up
-            async with s.put(f"{url}{prefix}w{i}", data=bodies[i], headers=headers) as r:
-                await r.read()
-        start = time.perf_counter()
-        for i, body in enumerate(bodies):
-            t0 = time.perf_counter()
-            async with s.put(f"{url}{prefix}{i}", data=body, headers=headers) as r:
+
+        async def put(txn_id: str, body: bytes) -> None:
+            async with s.put(url + txn_id, data=body, headers=headers) as r:
                 await r.read()
                 if r.status != 200:
                     raise RuntimeError(f"receiver answered {r.status}")
+
+        for i, body in enumerate([*load.setup, *load.warmup]):
+            await put(f"w{i}", body)
+        start = time.perf_counter()
+        for i, body in enumerate(load.timed):
+            t0 = time.perf_counter()
+            await put(str(i), body)
             lat.append(time.perf_counter() - t0)
-        return time.perf_counter() - start, lat
+        run = Run(time.perf_counter() - start, lat)
+        if drain:
+            deadline = time.monotonic() + 120
+            while await _handled(s, port) < load.events:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("SantéGuard did not handle every event in 120 s")
+                await asyncio.sleep(0.1)
+            run.drained = time.perf_counter() - start
+        return run
 
 
-def _run_receiver(
-    target: Any, args: tuple[Any, ...], bodies: list[bytes], prefix: str
-) -> tuple[float, list[float]]:
+def _start(target: Any, args: tuple[Any, ...]) -> tuple[Any, int]:
     ctx = mp.get_context("spawn")
     ready = ctx.Event()
     port = free_port()
     proc = ctx.Process(target=target, args=(*args, port, ready), daemon=True)
     proc.start()
+    if not ready.wait(120):
+        _stop(proc)
+        raise RuntimeError(f"{target.__name__} did not start")
+    return proc, port
+
+
+def _stop(proc: Any) -> None:
+    proc.terminate()  # a profiled receiver writes its profile, then exits
+    proc.join(60)
+    if proc.is_alive():
+        proc.kill()
+        proc.join(5)
+
+
+def _run_receiver(target: Any, args: tuple[Any, ...], load: Load, prefix: str, drain: bool) -> Run:
+    proc, port = _start(target, args)
     try:
-        if not ready.wait(60):
-            raise RuntimeError("receiver did not start")
-        return asyncio.run(_drive(port, bodies, prefix))
+        return asyncio.run(_drive(port, load, prefix, drain))
     finally:
-        proc.terminate()
-        proc.join(10)
+        _stop(proc)
 
 
 async def _pg_database() -> str:
@@ -143,15 +164,50 @@ async def _drop_pg(uri: str) -> None:
     await conn.close()
 
 
-def _fmt(
-    name: str, events: int, elapsed: float, lat: list[float], base: float | None
-) -> tuple[str, float]:
-    rate = events / elapsed
-    lat_ms = sorted(x * 1000 for x in lat)
-    p50 = statistics.median(lat_ms)
-    p99 = lat_ms[int(len(lat_ms) * 0.99) - 1]
-    ratio = f"{rate / base:.2f}" if base else "1.00"
-    return f"{name:<34} {rate:>10,.0f} {p50:>8.2f} {p99:>8.2f} {ratio:>7}", rate
+def _santeguard(
+    db: str, traffic: str, homeserver: str, load: Load, rnd: int, profile: str | None
+) -> Run:
+    tmp = tempfile.mkdtemp(prefix="sg-bench-")
+    if db.startswith("sqlite"):
+        uri = f"sqlite:///{tmp}/bench.db"
+    else:
+        uri = asyncio.run(_pg_database())
+    sync = "normal" if db == "sqlite-normal" else "full"
+    out = os.path.join(profile, f"santeguard-{db}-r{rnd}") if profile else None
+    try:
+        return _run_receiver(
+            serve_santeguard, (uri, sync, traffic, homeserver, tmp, out), load, f"s{rnd}-", True
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # ~100 MB of transactions per run
+        if db == "postgres":
+            asyncio.run(_drop_pg(uri))
+
+
+def _median_run(runs: list[Run], total: int) -> Run:
+    order = sorted(runs, key=lambda r: total / r.elapsed)
+    return order[len(order) // 2]
+
+
+def _report(results: dict[str, list[Run]], total: int) -> None:
+    bare, maut = results[BARE], results[MAUTRIX]
+    print(
+        f"{'receiver':<40} {'events/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'÷bare':>6} {'÷mautrix':>8} {'drained/s':>10}"
+    )
+    for name, runs in results.items():
+        rates = [total / r.elapsed for r in runs]
+        to_bare = [x / (total / b.elapsed) for x, b in zip(rates, bare, strict=True)]
+        to_maut = [x / (total / m.elapsed) for x, m in zip(rates, maut, strict=True)]
+        run = _median_run(runs, total)
+        lat = sorted(x * 1000 for x in run.latencies)
+        drained = [total / r.drained for r in runs if r.drained]
+        print(
+            f"{name:<40} {total / run.elapsed:>9,.0f} {statistics.median(lat):>7.2f} "
+            f"{quantile(lat, 0.99):>7.2f} {statistics.median(to_bare):>6.2f} "
+            f"{statistics.median(to_maut):>8.2f} "
+            f"{(f'{statistics.median(drained):,.0f}' if drained else '-'):>10}"
+        )
 
 
 def main() -> int:
@@ -162,51 +218,52 @@ def main() -> int:
         "--db",
         action="append",
         choices=["sqlite", "sqlite-normal", "postgres"],
-        help="repeatable; sqlite = synchronous=FULL (fsync per commit), sqlite-normal = "
-        "synchronous=NORMAL (survives process crashes, not power loss)",
+        help="repeatable; sqlite = synchronous=FULL (the default: fsync per commit), "
+        "sqlite-normal = synchronous=NORMAL (survives a crash of SantéGuard, not power loss)",
     )
+    ap.add_argument("--traffic", choices=["production", "plain"], default="production")
     ap.add_argument("--txns", type=int, default=1000)
     ap.add_argument("--events", type=int, default=50)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--profile", metavar="DIR", help="profile each SantéGuard receiver into DIR")
     args = ap.parse_args()
     dbs = args.db or ["sqlite", "sqlite-normal", "postgres"]
-    bodies = _bodies(args.txns, args.events)
+    if args.profile:
+        os.makedirs(args.profile, exist_ok=True)
+    load = _load(args.traffic, args.txns, args.events)
     total = args.txns * args.events
     print(
-        f"{args.txns} transactions x {args.events} events, concurrency 1, median of {args.repeat}"
+        f"{args.txns} transactions x {args.events} events ({args.traffic} traffic), "
+        f"concurrency 1, median of {args.repeat}"
     )
-    print(f"{'receiver':<34} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>7}")
-    results: dict[str, list[tuple[float, list[float]]]] = {}
+    results: dict[str, list[Run]] = {}
+    hs_proc, hs_port = _start(serve_homeserver, ())
+    try:
+        _rounds(args, dbs, load, f"http://127.0.0.1:{hs_port}", results)
+    finally:
+        _stop(hs_proc)
+    _report(results, total)
+    return 0
+
+
+def _rounds(
+    args: argparse.Namespace,
+    dbs: list[str],
+    load: Load,
+    homeserver: str,
+    results: dict[str, list[Run]],
+) -> None:
     for rnd in range(args.repeat):
-        results.setdefault("bare aiohttp (parse + ack)", []).append(
-            _run_receiver(_serve_bare, (), bodies, f"b{rnd}-")
+        # Interleaved rounds: each ratio is taken against the baselines of its own round,
+        # which cancels the drift of a shared machine better than a ratio of medians.
+        results.setdefault(BARE, []).append(_run_receiver(serve_bare, (), load, f"b{rnd}-", False))
+        results.setdefault(MAUTRIX, []).append(
+            _run_receiver(serve_mautrix, (), load, f"m{rnd}-", False)
         )
         for db in dbs:
-            if db.startswith("sqlite"):
-                tmp = tempfile.mkdtemp(prefix="sg-bench-")
-                uri = f"sqlite:///{tmp}/bench.db"
-            else:
-                uri = asyncio.run(_pg_database())
-            sync = "normal" if db == "sqlite-normal" else "full"
-            try:
-                results.setdefault(f"SantéGuard durable ({db})", []).append(
-                    _run_receiver(_serve_santeguard, (uri, sync), bodies, f"s{rnd}-")
-                )
-            finally:
-                if db == "postgres":
-                    asyncio.run(_drop_pg(uri))
-    # Rounds are interleaved (bare, then each receiver), so each receiver's ratio is taken
-    # against the bare handler of the same round, and the median ratio is reported: this
-    # cancels the drift of a shared machine better than a ratio of medians.
-    bare_runs = results["bare aiohttp (parse + ack)"]
-    for name, runs in results.items():
-        rates = [total / elapsed for elapsed, _ in runs]
-        ratios = [r / (total / b[0]) for r, b in zip(rates, bare_runs, strict=True)]
-        order = sorted(range(len(runs)), key=lambda i: rates[i])
-        elapsed, lat = runs[order[len(order) // 2]]
-        line, _ = _fmt(name, total, elapsed, lat, None)
-        print(f"{line[:-7]} {statistics.median(ratios):>7.2f}")
-    return 0
+            results.setdefault(f"SantéGuard ({db})", []).append(
+                _santeguard(db, args.traffic, homeserver, load, rnd, args.profile)
+            )
 
 
 if __name__ == "__main__":

@@ -107,6 +107,35 @@ class AppserviceConfig(_Section):
         description="Largest transaction body accepted, in bytes (larger ones get 413 "
         "M_TOO_LARGE).",
     )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="A connection whose request headers are not complete this many seconds "
+        "after their first byte (or after it opened) is answered 408 and closed.",
+    )
+    body_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="A request body that makes no progress for this many seconds, or has not "
+        "arrived in full by then plus its length at 8 KiB/s, is answered 408 and closed; a "
+        "large body that keeps coming passes. A request whose body has arrived is never cut.",
+    )
+    keepalive_seconds: float = Field(
+        180.0,
+        gt=0,
+        le=3600,
+        description="A keep-alive connection idle for this many seconds between requests is "
+        "closed. Keep it above the homeserver's own idle limit (Synapse: 120 s), so that "
+        "Synapse closes first and never sends a gate callback on a connection being closed.",
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="Most HTTP connections open at once; beyond, new ones are closed as soon "
+        "as accepted (the homeserver keeps a few).",
+    )
 
     @field_validator("as_token", "hs_token")
     @classmethod
@@ -164,9 +193,12 @@ class DatabaseConfig(_Section):
     min_size: int = Field(1, ge=1, description="Smallest connection pool (PostgreSQL only).")
     max_size: int = Field(10, ge=1, description="Largest connection pool (PostgreSQL only).")
     sqlite_synchronous: Literal["normal", "full"] = Field(
-        "normal",
-        description="SQLite only. normal (WAL): commits survive a crash of SantéGuard, the "
-        "last ones may be lost on power loss; full: every commit is synced to disk.",
+        "full",
+        description="SQLite only. full: every commit is synced to disk before the "
+        "homeserver gets its 200, so an acknowledged transaction survives a crash of "
+        "SantéGuard, of the OS and a power loss. normal (WAL, no sync per commit): survives "
+        "a crash of SantéGuard only; on power loss or an OS crash, transactions already "
+        "acknowledged can be lost, and the homeserver never sends them again.",
     )
 
     @field_validator("uri")

@@ -1,21 +1,29 @@
-"""A dedicated SQLite connection for the transaction hot path.
+"""A dedicated SQLite connection for the transaction hot path, with group commit.
 
 mautrix's SQLite pool is one connection shared by every query, so a homeserver
 transaction's commit would queue behind the dispatcher's reads. This writer owns the
-writes to ``txn`` (insert at intake, done marks) on its own connection; reads keep
-using the pool (WAL lets them run alongside). Automatic WAL checkpoints are off on this
-connection: the application runs them from the pool connection on a timer, so an ack
-never pays for copying the WAL back.
+hot writes (``txn`` inserts at intake and done marks, audit and ledger rows) on its own
+connection; reads keep using the pool (WAL lets them run alongside). Automatic WAL
+checkpoints are off on this connection: the application runs them from the pool
+connection on a timer, so an ack never pays for copying the WAL back.
 
-With ``synchronous=NORMAL`` a commit is a WAL append without fsync (~0.1 ms), so it is
-tried inline on the event loop first: measured, a hop to a worker thread costs more than
-that, because getting the GIL back from a busy event loop can take up to the switch
-interval. The inline attempt never waits for a lock (busy_timeout 0): another connection
-holding the write lock may need this very loop to reach its COMMIT, so waiting here
-would deadlock. When the database is busy, the write is retried in the worker thread,
-which may wait. With ``synchronous=FULL`` every commit waits for an fsync, which must
-not stall the loop (the synchronous gate shares it), so writes always use the thread.
-Calls are serialised (FIFO) either way.
+**Group commit.** Each call's work runs inside a write transaction and the call returns
+once that transaction is committed. Calls that arrive while a commit is in flight wait
+for it, then are committed together, in arrival order, in the next transaction: with
+``synchronous=FULL`` they share one fsync. Each call of a group runs under its own
+savepoint, so one that fails is rolled back alone and the others still commit.
+
+**Where commits run.** With ``synchronous=FULL`` (the default) a commit waits for an
+fsync, which must not stall the event loop (the synchronous gate shares it), so commits
+run in a worker thread. With ``synchronous=NORMAL`` a commit is a WAL append without
+fsync (~0.1 ms), so it is tried inline on the event loop when nothing is queued: a hop
+to a thread costs more than that. The inline attempt never waits for a lock
+(busy_timeout 0): another connection holding the write lock may need this very loop to
+reach its COMMIT, so waiting here would deadlock; a busy database sends the call to the
+thread, which retries. In the thread, the commit gets the GIL back after each SQLite
+call; while the event loop runs Python without pause that can take the whole switch
+interval each time, which is why the dispatcher steps aside while an intake commit is
+in flight (``bridge.spine.queue.IntakeActivity``).
 """
 
 from __future__ import annotations
@@ -30,16 +38,21 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 BUSY_TIMEOUT_S = 5.0
+_Work = Callable[[sqlite3.Connection], Any]
+_Outcome = tuple[bool, Any]  # (succeeded, result or exception)
 
 
 class SQLiteWriter:
-    def __init__(self, path: str, synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: str, synchronous: str = "FULL") -> None:
         self._path = path
         self._synchronous = synchronous.upper()
         self._inline = self._synchronous != "FULL"
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sg-sqlite-writer")
         self._conn: sqlite3.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._queue: list[tuple[_Work, asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.commits = 0  # transactions committed (a group counts once)
+        self.busy_retries = 0  # tries put off because another connection held the lock
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -52,52 +65,115 @@ class SQLiteWriter:
         return self._conn
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        async with self._lock:
-            if self._inline:
-                try:
-                    return fn(self._connection())
-                except sqlite3.OperationalError as e:
-                    if not _is_busy(e):
-                        raise
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, self._retry_busy, fn)
+        """Run ``fn`` in a write transaction; return its result once committed.
+
+        ``fn`` must not begin or end transactions itself. Calls are committed in order.
+        """
+        if self._inline and self._flusher is None and not self._queue:
+            try:
+                ok, value = self._execute([fn])[0]
+            except sqlite3.OperationalError as e:
+                if not _is_busy(e):
+                    raise
+            else:
+                if ok:
+                    return value  # type: ignore[no-any-return]
+                raise value
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append((fn, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush(), name="santeguard-sqlite-writer")
+        return await future
 
     async def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         """Run ``sql`` (with ``$n`` or ``?`` placeholders) for every row, in one commit."""
         query = re.sub(r"\$\d+", "?", sql)
+        await self.run(lambda c: c.executemany(query, rows))
 
-        def write(c: sqlite3.Connection) -> None:
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                c.executemany(query, rows)
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
-            c.execute("COMMIT")
+    async def _flush(self) -> None:
+        """Commit what is queued, one group per transaction, until the queue is empty."""
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                group, self._queue = self._queue, []
+                try:
+                    outcomes = await loop.run_in_executor(
+                        self._executor, self._retry_busy, [fn for fn, _ in group]
+                    )
+                except Exception as e:  # the commit itself failed: every call gets it
+                    outcomes = [(False, e)] * len(group)
+                for (_, future), (ok, value) in zip(group, outcomes, strict=True):
+                    if future.done():
+                        continue  # its caller was cancelled; the work is committed anyway
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+        finally:
+            self._flusher = None
 
-        await self.run(write)
+    def _execute(self, fns: list[_Work]) -> list[_Outcome]:
+        """One transaction for ``fns``; a busy database raises before anything is kept."""
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            outcomes = [self._one(conn, fn, savepoint=len(fns) > 1) for fn in fns]
+            if len(fns) == 1 and not outcomes[0][0]:
+                conn.execute("ROLLBACK")
+                return outcomes
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        self.commits += 1
+        return outcomes
 
-    def _retry_busy(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """In the worker thread: retry while another connection holds the lock (5 s max)."""
+    @staticmethod
+    def _one(conn: sqlite3.Connection, fn: _Work, *, savepoint: bool) -> _Outcome:
+        if savepoint:
+            conn.execute("SAVEPOINT sg_call")
+        try:
+            value = fn(conn)
+        except sqlite3.OperationalError as e:
+            if _is_busy(e):
+                raise  # the whole group is retried
+            outcome: _Outcome = (False, e)
+        except Exception as e:
+            outcome = (False, e)
+        else:
+            if savepoint:
+                conn.execute("RELEASE sg_call")
+            return (True, value)
+        if savepoint:
+            conn.execute("ROLLBACK TO sg_call")
+            conn.execute("RELEASE sg_call")
+        return outcome
+
+    def _retry_busy(self, fns: list[_Work]) -> list[_Outcome]:
+        """In the worker thread: retry while another connection holds the lock (5 s max).
+
+        The other connection's commit is short (one fsync, about a millisecond), so the
+        first retries come quickly: an ack waits on this."""
         deadline = time.monotonic() + BUSY_TIMEOUT_S
-        delay = 0.001
+        delay = 0.0002
         while True:
             try:
-                return fn(self._connection())
+                return self._execute(fns)
             except sqlite3.OperationalError as e:
                 if not _is_busy(e) or time.monotonic() > deadline:
                     raise
+            self.busy_retries += 1
             time.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            delay = min(delay * 2, 0.02)
 
     async def close(self) -> None:
-        def _close(conn: sqlite3.Connection) -> None:
-            conn.close()
-
         try:
+            while self._flusher is not None:
+                await asyncio.shield(self._flusher)
             if self._conn is not None:
-                await self.run(_close)
-                self._conn = None
+                conn, self._conn = self._conn, None
+                await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
         finally:
             self._executor.shutdown(wait=True)
 

@@ -100,6 +100,20 @@ FIELDS: Final[Mapping[str, str]] = {
     "quand ils ne sont pas donnés ici.",
     "appservice.max_body_bytes": "Plus grand corps de transaction accepté, en octets (au-delà "
     ": 413 M_TOO_LARGE).",
+    "appservice.header_timeout_seconds": "Une connexion dont les en-têtes de requête ne sont "
+    "pas complets ce nombre de secondes après leur premier octet (ou après son ouverture) "
+    "reçoit 408 et est fermée.",
+    "appservice.body_timeout_seconds": "Un corps de requête qui n'avance plus pendant ce "
+    "nombre de secondes, ou qui n'est pas arrivé en entier au bout de ce délai plus sa "
+    "longueur à 8 Kio/s, reçoit 408 et la connexion est fermée ; un gros corps qui continue "
+    "d'arriver passe. Une requête arrivée en entier n'est jamais coupée.",
+    "appservice.keepalive_seconds": "Une connexion persistante inactive ce nombre de "
+    "secondes entre deux requêtes est fermée. À garder au-dessus de la limite du serveur "
+    "d'accueil (Synapse : 120 s), pour que Synapse ferme le premier et n'envoie jamais un "
+    "rappel de la porte sur une connexion en train de se fermer.",
+    "appservice.max_connections": "Nombre maximal de connexions HTTP ouvertes à la fois ; "
+    "au-delà, les nouvelles sont fermées dès leur acceptation (le serveur d'accueil n'en "
+    "garde que quelques-unes).",
     # antispam
     "antispam.path": "Préfixe du chemin des rappels de la porte ; le base_url des modules "
     "antispam est appservice.address suivi de ce chemin.",
@@ -112,9 +126,13 @@ FIELDS: Final[Mapping[str, str]] = {
     "PostgreSQL est recommandé en production et nécessaire pour plusieurs réplicas.",
     "database.min_size": "Taille minimale du pool de connexions (PostgreSQL seulement).",
     "database.max_size": "Taille maximale du pool de connexions (PostgreSQL seulement).",
-    "database.sqlite_synchronous": "SQLite seulement. normal (WAL) : une transaction validée "
-    "survit à un arrêt brutal de SantéGuard, les dernières peuvent être perdues sur coupure "
-    "de courant ; full : chaque validation est écrite sur disque.",
+    "database.sqlite_synchronous": "SQLite seulement. full : chaque validation est écrite "
+    "sur disque avant que le serveur Matrix ne reçoive son 200 ; une transaction accusée "
+    "survit à un arrêt brutal de SantéGuard, à un plantage du système et à une coupure de "
+    "courant. normal (WAL, sans écriture sur disque à chaque validation) : survit à un arrêt "
+    "brutal de SantéGuard seulement ; sur coupure de courant ou plantage du système, des "
+    "transactions déjà accusées peuvent être perdues, et le serveur Matrix ne les renvoie "
+    "jamais.",
     # dispatch
     "dispatch.max_concurrent_rooms": "Salons traités en même temps ; un salon qui attend "
     "une nouvelle tentative n'en occupe aucun.",

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from bridge.spine.queue import StoredTxn
+from bridge.spine.queue import IntakeActivity, StoredTxn
 
 # Returns True when the event called for work (its latency is then recorded).
 EventHandler = Callable[[dict[str, Any]], Awaitable[bool]]
@@ -29,6 +29,8 @@ DEAD_LETTER: Final = "dead_letter"  # attempts used up, the dead letter could no
 
 
 class QueueStore(Protocol):
+    @property
+    def intake(self) -> IntakeActivity: ...
     async def pending(
         self, after_seq: int, limit: int = 50, until_seq: int | None = None
     ) -> list[StoredTxn]: ...

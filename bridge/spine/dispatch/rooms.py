@@ -35,6 +35,9 @@ from bridge.spine.dispatch.stuck import StuckWatch
 
 log = logging.getLogger("santeguard.dispatch")
 
+# Longest a room worker steps aside for ingest before it handles a slice anyway.
+MAX_STEP_ASIDE_S = 0.05
+
 # What one try of a room's head event came to.
 _DONE: Final = "done"
 _DEAD: Final = "dead"  # dead-lettered or given up: the room moves on
@@ -66,20 +69,24 @@ class RoomWorkers:
         self._count_done = metrics.handled.labels(outcome="done")
         self._count_retry = metrics.handled.labels(outcome="retry")
         self._dead_letters = DeadLetters(store, metrics, state.db, backoff)
+        self._intake = store.intake
 
     async def run(self, room: Room) -> None:
         """The room's worker: handle its queue until it is empty."""
         st = self._state
         queue = room.queue
+        intake = self._intake
         try:
             while queue:
                 delay = 0.0
-                # A slice of up to SLICE events per slot hold, then yield, so the intake
-                # (acks) and other rooms get the loop between slices. A failing event
-                # gives its slot back while it waits to be retried.
+                # Ingest first: while an intake commit is in flight, handlers wait (see
+                # IntakeActivity). A slice of up to SLICE events per slot hold, then
+                # yield, so acks and other rooms get the loop between slices. A failing
+                # event gives its slot back while it waits to be retried.
+                forced = intake.busy and not await intake.wait_idle(MAX_STEP_ASIDE_S)
                 async with self._sem:
                     n = handled = 0
-                    while queue and n < SLICE:
+                    while queue and n < SLICE and (forced or not intake.busy):
                         item = queue[0]
                         outcome = await self._attempt(room, item)
                         if outcome == _RETRY:

@@ -1,0 +1,98 @@
+"""An acknowledged transaction is on disk: what the homeserver got a 200 for, another
+connection already reads, on SQLite (``synchronous=FULL``, the default) and PostgreSQL.
+
+The homeserver never resends a transaction it got a 200 for, so the 200 must come after
+a commit that survives a crash of SantéGuard, of the OS and a power loss: on SQLite that
+is ``PRAGMA synchronous = FULL`` on the connection that commits (checked below on the
+writer's own connection); on PostgreSQL, ``synchronous_commit = on``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from yarl import URL
+
+from bridge.app import SanteGuard
+from bridge.config import DatabaseConfig
+from tests.helpers import HS_TOKEN, make_config, message_event
+
+FULL, NORMAL = 2, 1  # PRAGMA synchronous values
+
+
+async def _put(base: str, txn_id: str, events: list[dict[str, Any]]) -> int:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.put(
+            f"{base}/_matrix/app/v1/transactions/{txn_id}",
+            data=json.dumps({"events": events}).encode(),
+            headers={"Authorization": f"Bearer {HS_TOKEN}"},
+        ) as resp,
+    ):
+        return resp.status
+
+
+async def _stored_event_ids(db_uri: str, txn_id: str) -> list[str]:
+    """The transaction's event IDs as a new, independent connection reads them."""
+    if db_uri.startswith("sqlite"):
+        conn = sqlite3.connect(URL(db_uri).path)
+        try:
+            row = conn.execute("SELECT body FROM txn WHERE txn_id = ?", (txn_id,)).fetchone()
+        finally:
+            conn.close()
+    else:
+        pg = await asyncpg.connect(db_uri)  # its search_path names the test's schema
+        try:
+            row = await pg.fetchrow("SELECT body FROM txn WHERE txn_id = $1", txn_id)
+        finally:
+            await pg.close()
+    if row is None:
+        return []
+    return [ev["event_id"] for ev in json.loads(bytes(row[0]))["events"]]
+
+
+def test_full_is_the_default_and_normal_is_accepted() -> None:
+    assert DatabaseConfig().sqlite_synchronous == "full"
+    assert DatabaseConfig(sqlite_synchronous="normal").sqlite_synchronous == "normal"
+
+
+async def test_every_acked_transaction_is_read_by_a_new_connection(db_uri: str) -> None:
+    app = SanteGuard(make_config(db_uri))
+    assert app.config.database.sqlite_synchronous == "full"
+    await app.start()
+    try:
+        if app.queue.writer is not None:
+            writer = await app.queue.writer.run(
+                lambda c: c.execute("PRAGMA synchronous").fetchone()[0]
+            )
+            assert writer == FULL
+            assert await app.db.fetchval("PRAGMA synchronous") == FULL
+        base = app.config.appservice.address
+        for t in range(6):
+            events = [message_event(f"!r{t % 2}:x", t * 10 + i) for i in range(1 + t % 3)]
+            assert await _put(base, f"durable-{t}", events) == 200
+            # Right after this 200, before anything else: another connection sees it.
+            assert await _stored_event_ids(db_uri, f"durable-{t}") == [
+                ev["event_id"] for ev in events
+            ]
+    finally:
+        await app.stop()
+
+
+@pytest.mark.parametrize("db_uri", ["sqlite"], indirect=True)
+async def test_normal_is_applied_when_chosen(db_uri: str) -> None:
+    app = SanteGuard(make_config(db_uri, database={"sqlite_synchronous": "normal"}))
+    await app.start()
+    try:
+        assert app.queue.writer is not None
+        writer = await app.queue.writer.run(lambda c: c.execute("PRAGMA synchronous").fetchone()[0])
+        assert writer == NORMAL
+        assert await _put(app.config.appservice.address, "n1", [message_event("!r:x", 1)]) == 200
+        assert await _stored_event_ids(db_uri, "n1") == [message_event("!r:x", 1)["event_id"]]
+    finally:
+        await app.stop()

@@ -1,6 +1,7 @@
 # SantéGuard — two commands: `make demo` and `make test`.
 # Everything installs into .venv; nothing is installed system-wide.
 
+SHELL  := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -22,6 +23,8 @@ help:
 	@echo "make bench-unverify   - \`!sg unverify\` to removal from 50 protected rooms (SQLite, PostgreSQL)"
 	@echo "make bench-mail       - mail bridge: Matrix to SMTP latency and throughput, IMAP to room (~5 min)"
 	@echo "make bench-audit      - audit log: appends/s (SQLite, PostgreSQL) and verifying 1 million entries"
+	@echo "make reliability      - the whole suite at full size (SANTEGUARD_LONG_TESTS=1: crash, outage, hostile"
+	@echo "                        input) then every benchmark and the scale run; output in reliability-out/ (hours)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -76,7 +79,7 @@ demo: $(STAMP) dovecot
 	$(BIN)/python -m bridge.devtools.demo --lang $(DEMO_LANG) $(DEMO_ARGS)
 
 bench: $(STAMP) postgres
-	$(BIN)/python -m bench.transactions
+	set -o pipefail; $(BIN)/python -m bench.transactions
 
 bench-directory: $(STAMP) postgres
 	$(BIN)/python -m bench.extract_import
@@ -98,5 +101,20 @@ bench-mail: $(STAMP) postgres dovecot
 bench-audit: $(STAMP) postgres
 	$(BIN)/python -m bench.audit_log
 
+# The long versions of the crash, outage, hostile-input and memory tests (make test runs the
+# short ones), then the benchmarks; each step's output is kept in reliability-out/. Figures
+# go to docs/reliability.md and docs/benchmarks.md with the command that produced them.
+RELIABILITY_OUT ?= reliability-out
+
+.PHONY: reliability
+reliability: $(STAMP) $(NODE_STAMP) postgres dovecot chromium
+	mkdir -p $(RELIABILITY_OUT)
+	set -o pipefail; SANTEGUARD_LONG_TESTS=1 SANTEGUARD_REQUIRE_POSTGRES=1 SANTEGUARD_REQUIRE_DOVECOT=1 \
+		SANTEGUARD_REQUIRE_CHROMIUM=1 $(BIN)/pytest -q -s --durations=30 \
+		--basetemp=$(CURDIR)/$(RELIABILITY_OUT)/pytest 2>&1 | tee $(RELIABILITY_OUT)/suite.txt
+	set -o pipefail; $(BIN)/python -m bench.transactions --db sqlite --db postgres --repeat 3 | tee $(RELIABILITY_OUT)/ingest.txt
+	set -o pipefail; $(BIN)/python -m bench.gate | tee $(RELIABILITY_OUT)/gate.txt
+	set -o pipefail; $(BIN)/python -m bench.scale --rooms 1000 --rooms 10000 | tee $(RELIABILITY_OUT)/scale.txt
+
 clean:
-	rm -rf $(VENV) demo-data .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) demo-data reliability-out .mypy_cache .ruff_cache .pytest_cache

@@ -28,6 +28,7 @@ __all__ = [
     "LoadResult",
     "Summary",
     "Target",
+    "cpu_seconds",
     "free_port",
     "install_stop",
     "make_config",
@@ -90,6 +91,13 @@ async def wait_stop(stop: asyncio.Event, parent: int, limit: float) -> None:
             await asyncio.wait_for(stop.wait(), 0.5)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # -- raw HTTP load ------------------------------------------------------------------------
 
 
@@ -99,6 +107,8 @@ class LoadResult:
     lags_ms: list[float] = field(default_factory=list)  # send time minus scheduled time
     statuses: collections.Counter[str] = field(default_factory=collections.Counter)
     connections: int = 0
+    # Latencies by HTTP status (e.g. a gate's allowed 200s apart from its refused 403s).
+    by_status: dict[str, list[float]] = field(default_factory=dict)
 
 
 class HTTPConnection(asyncio.Protocol):
@@ -155,10 +165,22 @@ class LoadClient:
             f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
         ).encode()
+        self._token = token
+        self._heads: dict[str, bytes] = {path: self._head}
         self._idle: list[HTTPConnection] = []
         self._all: list[HTTPConnection] = []
 
-    async def post(self, body: bytes, timeout: float = 5) -> int:
+    def _head_for(self, path: str) -> bytes:
+        head = self._heads.get(path)
+        if head is None:
+            head = self._heads[path] = (
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{self._port}\r\n"
+                f"Authorization: Bearer {self._token}\r\nContent-Type: application/json\r\n"
+            ).encode()
+        return head
+
+    async def post(self, body: bytes, timeout: float = 5, path: str | None = None) -> int:
+        """POST ``body`` to the client's path, or to ``path`` (a mix of endpoints)."""
         conn = None
         while self._idle:
             candidate = self._idle.pop()
@@ -169,7 +191,8 @@ class LoadClient:
             loop = asyncio.get_running_loop()
             _, conn = await loop.create_connection(HTTPConnection, "127.0.0.1", self._port)
             self._all.append(conn)
-        request = self._head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+        head = self._head if path is None else self._head_for(path)
+        request = head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
         status = await asyncio.wait_for(conn.send(request), timeout)
         self._idle.append(conn)
         return status
@@ -184,8 +207,15 @@ class LoadClient:
                 conn.transport.close()
 
 
-async def open_loop(client: LoadClient, bodies: Sequence[bytes], rate: float) -> LoadResult:
+async def open_loop(
+    client: LoadClient,
+    bodies: Sequence[bytes],
+    rate: float,
+    paths: Sequence[str] | None = None,
+) -> LoadResult:
     """Send ``bodies`` at ``rate`` per second on a fixed schedule, never waiting for answers.
+
+    ``paths``, if given, is each body's path (same length as ``bodies``).
 
     Latency runs from the actual send; how late the generator was against its schedule
     is reported apart (``lags_ms``), so a generator that fell behind shows up rather
@@ -194,16 +224,18 @@ async def open_loop(client: LoadClient, bodies: Sequence[bytes], rate: float) ->
     result = LoadResult([])
     clock = time.perf_counter  # uvloop's loop.time() only has millisecond resolution
 
-    async def one(due: float, body: bytes) -> None:
+    async def one(due: float, body: bytes, path: str | None) -> None:
         sent = clock()
         result.lags_ms.append(max(0.0, sent - due) * 1000)
         try:
-            status = await client.post(body)
+            status = await client.post(body, path=path)
         except (OSError, TimeoutError) as e:
             result.statuses[type(e).__name__] += 1
             return
+        ms = (clock() - sent) * 1000
         result.statuses[str(status)] += 1
-        result.latencies_ms.append((clock() - sent) * 1000)
+        result.latencies_ms.append(ms)
+        result.by_status.setdefault(str(status), []).append(ms)
 
     tasks: list[asyncio.Task[None]] = []
     start = clock() + 0.01
@@ -212,7 +244,7 @@ async def open_loop(client: LoadClient, bodies: Sequence[bytes], rate: float) ->
         delay = due - clock()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(due, body)))
+        tasks.append(asyncio.create_task(one(due, body, paths[i] if paths else None)))
     await asyncio.wait_for(asyncio.gather(*tasks), 30)
     result.connections = client.connections
     return result

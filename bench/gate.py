@@ -1,10 +1,12 @@
 """The synchronous gate's cost, three ways, in one run (loopback only, bounded).
 
-1. Callback latency under open-loop load: ``user_may_join_room`` requests scheduled at
-   a fixed rate (``--rate``, default 1,000/s; each sent on time, never waiting for the
-   previous one), a mix of verified and unverified users joining a protected room,
-   against a bare allow-all aiohttp callback server and against SantéGuard's real gate
-   (SQLite, ``--directory`` verified users). Each server runs in its own process; the
+1. Callback latency under open-loop load: callbacks scheduled at a fixed rate
+   (``--rate``, default 1,000/s; each sent on time, never waiting for the previous
+   one), a production-like mix (``bench/gate_mix.py``: encrypted messages, joins,
+   invitations, membership and state events, verified and unverified users, protected
+   rooms; ``--mix join`` for joins alone), against a bare allow-all aiohttp callback
+   server and against SantéGuard's real gate on production defaults (SQLite,
+   ``--directory`` verified users). Each server runs in its own process; the
    load generator (a lean keep-alive HTTP/1.1 client, uvloop) runs here. Latency runs
    from each actual send; the generator's lag behind its schedule is printed beside
    it. Two diagnostic targets locate the cost: SantéGuard's HTTP server with an
@@ -60,7 +62,18 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per target")
     ap.add_argument("--rounds", type=int, default=3, help="callback rounds (median reported)")
     ap.add_argument(
+        "--mix",
+        choices=["production", "join"],
+        default="production",
+        help="callbacks sent: a production-like mix (bench/gate_mix.py) or joins alone",
+    )
+    ap.add_argument(
         "--client-loop", choices=["uvloop", "asyncio"], default="uvloop", help="load generator"
+    )
+    ap.add_argument(
+        "--untuned",
+        action="store_true",
+        help="callbacks: SantéGuard without the interpreter settings `santeguard run` applies",
     )
     ap.add_argument("--directory", type=int, default=1000, help="verified users in the gate DB")
     ap.add_argument("--joiners", type=int, default=100)

@@ -79,7 +79,7 @@ async def bench_backstop_async(args: argparse.Namespace, tmp: Path) -> list[str]
         who = str(ev["state_key"])
         if membership == "join" and who not in join_ts:
             join_ts[who] = int(ev["origin_server_ts"])
-        elif membership == "leave" and ev.get("sender") == info["bot"] and who not in kick_ts:
+        elif membership == "leave" and ev.get("sender") == info["enforcer"] and who not in kick_ts:
             kick_ts[who] = int(ev["origin_server_ts"])
     delays = Summary(
         [float(kick_ts[u] - join_ts[u]) for u in users if u in kick_ts and u in join_ts]

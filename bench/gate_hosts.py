@@ -97,6 +97,7 @@ async def _host_stack_async(
     mode: str, workdir: Path, joiners: int, directory: int, parent: int, conn: Connection
 ) -> None:
     from bench.common import AllowAllGate
+    from bridge.app.runtime import tune_after_start
     from bridge.devtools.stack import DevStack
 
     stop = asyncio.Event()
@@ -132,18 +133,22 @@ async def _host_stack_async(
                 preset="public_chat", initial_state=ENCRYPTED, name="bench"
             )
             deadline = time.monotonic() + 30
-            while stack.bot_mxid not in await owner_client.joined_members(room):
+            # The room module puts the enforcement user (no device) in a protected room,
+            # not the bot: it is the one who removes members.
+            while stack.enforcer_mxid not in await owner_client.joined_members(room):
                 if time.monotonic() > deadline:
-                    raise TimeoutError("the bot did not join the room")
+                    raise TimeoutError("the enforcement user did not join the room")
                 await asyncio.sleep(0.05)
+        tune_after_start()  # as `santeguard run` does once started
         conn.send(
             {
                 "base_url": stack.synapse.base_url,
                 "room": room,
                 "owner": owner.access_token,
                 "users": users,
-                "bot": stack.bot_mxid,
+                "enforcer": stack.enforcer_mxid,
                 "santeguard_pid": os.getpid(),
+                "synapse_pid": stack.synapse.pid,
             }
         )
         await wait_stop(stop, parent, HOST_MAX_SECONDS)

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import GATE_TOKEN, Summary, Target, start_server, stop_process
+from bench.common import GATE_TOKEN, Summary, Target, cpu_seconds, start_server, stop_process
 from bench.gate_hosts import (
     ENCRYPTED,
     GATE_PATH,
@@ -67,7 +67,8 @@ async def _plain_synapse(
     except BaseException:
         await synapse.stop()
         raise
-    return synapse, {"base_url": synapse.base_url, "room": room, "users": users}
+    info = {"base_url": synapse.base_url, "room": room, "users": users, "synapse_pid": synapse.pid}
+    return synapse, info
 
 
 async def bench_joins_async(args: argparse.Namespace, tmp: Path) -> list[str]:
@@ -89,15 +90,35 @@ async def bench_joins_async(args: argparse.Namespace, tmp: Path) -> list[str]:
             infos[key] = await host_info(host)
         lat: dict[str, list[float]] = {key: [] for key, _ in JOIN_ROWS}
         keys = [key for key, _ in JOIN_ROWS]
+        # CPU time over the measured joins, per process: each homeserver's Synapse, and
+        # what answers its callbacks (the allow-all server, SantéGuard's process).
+        pids = {
+            "plain": {"Synapse": infos["plain"]["synapse_pid"]},
+            "module": {
+                "Synapse": infos["module"]["synapse_pid"],
+                "callback server": callback.proc.pid,
+            },
+            **{
+                key: {
+                    "Synapse": infos[key]["synapse_pid"],
+                    "SantéGuard": infos[key]["santeguard_pid"],
+                }
+                for key in hosts
+            },
+        }
+        cpu: dict[str, dict[str, float]] = {}
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             for i in range(total):
+                if i == args.join_warmup:
+                    cpu = _cpu(pids)
                 # Rotate which homeserver goes first; let background work settle between.
                 for key in keys[i % len(keys) :] + keys[: i % len(keys)]:
                     ms = await timed_join(session, infos[key], i)
                     if i >= args.join_warmup:
                         lat[key].append(ms)
                     await asyncio.sleep(args.join_gap)
+        used = _cpu(pids)
     finally:
         for host in hosts.values():
             stop_process(host.proc)
@@ -109,12 +130,21 @@ async def bench_joins_async(args: argparse.Namespace, tmp: Path) -> list[str]:
         f"2. Synapse POST /join, {args.joiners} verified users one after another "
         f"(after {args.join_warmup} warm-up joins), public encrypted room, homeservers "
         f"interleaved, {args.join_gap * 1000:.0f} ms pause between joins",
-        f"{'homeserver':<48} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'×p50':>6} {'×p99':>6}",
+        f"{'homeserver':<48} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'×p50':>6} {'×p99':>6}"
+        f"  CPU ms per join (process total over the measured joins / joins)",
     ]
     for key, label in JOIN_ROWS:
         s = Summary(lat[key])
+        per_join = ", ".join(
+            f"{name} {(used[key][name] - cpu[key][name]) * 1000 / max(1, args.joiners):.1f}"
+            for name in used[key]
+        )
         lines.append(
             f"{label:<48} {s.p50:>7.2f} {s.p99:>7.2f} {s.max:>7.1f} "
-            f"{s.p50 / base.p50:>6.2f} {s.p99 / base.p99:>6.2f}"
+            f"{s.p50 / base.p50:>6.2f} {s.p99 / base.p99:>6.2f}  {per_join}"
         )
     return lines
+
+
+def _cpu(pids: dict[str, dict[str, int]]) -> dict[str, dict[str, float]]:
+    return {key: {name: cpu_seconds(pid) for name, pid in p.items()} for key, p in pids.items()}

@@ -210,6 +210,7 @@ EXIT_LEASE_LOST = 75
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bridge.app import SanteGuard
+    from bridge.app.runtime import tune_after_start
     from bridge.ops.log import setup_logging
 
     try:
@@ -226,6 +227,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await app.start()
+        tune_after_start()  # the gate's tail latency: no full GC walks of the start-up heap
         try:
             waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(app.failed.wait())]
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)

@@ -20,8 +20,8 @@ from mautrix.util.async_db import Database
 from bridge.db import build_upgrade_table
 from bridge.devtools.stack import DevStack
 
-# Every run fails if a message text the tests sent appears in a log (tests/logscan.py).
-pytest_plugins = ("tests.logscan",)
+# Every run fails if a message text the tests sent appears in a log (tests/logscan.py)
+pytest_plugins = ("tests.logscan", "tests.secretscan")  # + secrets (tests/secretscan.py)
 
 PG_ADMIN_DSN = os.environ.get("SANTEGUARD_TEST_PG", "postgres://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("SANTEGUARD_REQUIRE_POSTGRES") == "1"

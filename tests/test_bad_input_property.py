@@ -58,8 +58,8 @@ def _is_valid(body: Any) -> bool:
         if not isinstance(ev, dict):
             return False
         for key in ("type", "event_id", "room_id", "sender"):
-            if not isinstance(ev.get(key), str) or not ev[key]:
-                return False
+            if not isinstance(ev.get(key), str) or not ev[key] or "\x00" in ev[key]:
+                return False  # a NUL is refused like a lone surrogate: no database stores it
         if len(ev["type"]) > 255 or ("content" in ev and not isinstance(ev["content"], dict)):
             return False
     return True
@@ -196,11 +196,12 @@ CALLBACKS = mostly(
 
 
 def _utf8(v: Any) -> bool:
+    """Storable text: valid UTF-8 and no NUL (which no database text column takes)."""
     try:
         v.encode("utf-8")
     except UnicodeEncodeError:
         return False
-    return True
+    return "\x00" not in v
 
 
 def _text(v: Any, sigil: str = "") -> bool:

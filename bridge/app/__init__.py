@@ -20,8 +20,11 @@ from aiohttp import web
 
 from bridge import __version__
 from bridge.app.cluster import build_cluster
+from bridge.app.homeserver import build_homeserver_watch
 from bridge.app.leadership import Leadership
+from bridge.app.listen import listen
 from bridge.app.mail import build_mail
+from bridge.app.outages import build_outages, start_outages, watched_directory
 from bridge.app.report import build_report_commands
 from bridge.app.retention import build_retention
 from bridge.app.seal import Seal
@@ -108,12 +111,13 @@ class SanteGuard:
         lang, t = cfg.bot.language, self.translator
         self.alerts = AdminAlerts(self.matrix, t, admin_room=cfg.gate.admin_room, language=lang)
         self.seal = Seal(cfg, self.db, self.audit, self.matrix, t)
+        self.outages = build_outages(self.metrics, self.alerts)  # bridge/app/outages.py
 
         # Identity: the directory, the one binding path, zero-touch PSC.
         self.directory = build_directory(cfg, self.db)
         self.binder = Binder(
             self.verifications,
-            self.directory,
+            watched_directory(self.directory, self.outages),
             self.audit,
             verification_days=cfg.gate.verification_days,
         )
@@ -345,6 +349,10 @@ class SanteGuard:
             self.crypto,
         )
         self.failed = self.leadership.failed  # the lease was lost: the process exits
+        # Probes the homeserver; pings it when reachable so it delivers what waited.
+        self.homeserver_watch, self.pinger = build_homeserver_watch(
+            cfg, self.matrix, self.metrics, replica=self.cluster.replica_id
+        )
         self._runner: web.AppRunner | None = None
 
     @property
@@ -392,6 +400,8 @@ class SanteGuard:
         body: dict[str, Any] = {"stuck_rooms": [asdict(s) for s in self.dispatcher.stuck_rooms()]}
         if self.mail.health is not None:
             body["mail"] = self.mail.health.report_body()
+        if deps := self.outages.report_body():  # smtp, imap, directory: degraded, not unready
+            body["dependencies"] = deps
         return body
 
     async def _db_ok(self) -> bool:
@@ -410,19 +420,23 @@ class SanteGuard:
         await self.rooms.load()
         await self.mail.start()
         await self.cluster.feed.start()
-        self._runner = web.AppRunner(self._server().build_app(), access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, cfg.appservice.hostname, cfg.appservice.port).start()
+        # Behind the guard: read timeouts and a connection cap (bridge/spine/guard.py).
+        self._runner, self.http_guard = await listen(self._server().build_app(), cfg, self.metrics)
         log.info(
             "SantéGuard %s listening on %s:%d",
             __version__,
             cfg.appservice.hostname,
             cfg.appservice.port,
         )
+        await self.homeserver_watch.start()  # listening: the ping's call back is answered
+        await start_outages(self)
         await self.cluster.lease.start(self.leadership.lead, self.leadership.lost)
 
     async def stop(self) -> None:
         leader = self.cluster.lease.leader
+        await self.homeserver_watch.stop()
+        await self.outages.stop()
+        await self.pinger.stop()
         await self.bot.stop()
         await self.scheduler.stop()
         if self._runner is not None:

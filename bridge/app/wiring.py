@@ -52,6 +52,7 @@ from bridge.matrix.client import MatrixClient
 from bridge.ops.metrics import Metrics
 from bridge.ops.scheduler import Claims, Job, Scheduler
 from bridge.ops.status import Status
+from bridge.ops.text import CATALOG as OPS_TEXT
 from bridge.report.text import CATALOG as REPORT_TEXT
 from bridge.retention.rooms_text import CATALOG as RETENTION_ROOMS_TEXT
 from bridge.retention.text import CATALOG as RETENTION_TEXT
@@ -71,6 +72,7 @@ TEXT_CATALOGS = (
     AUDIT_TEXT,
     HOMESERVER_CHECK_TEXT,
     CLUSTER_TEXT,
+    OPS_TEXT,
 )
 """Every capability's texts; with the framework's own, the one catalog (see the test)."""
 

@@ -102,7 +102,7 @@ class CommandService:
             sender=sender,
             room_id=room_id,
             event_id=event_id,
-            origin_server_ts=int(event.get("origin_server_ts") or 0),
+            origin_server_ts=_timestamp(event.get("origin_server_ts")),
             reply=reply,
             services=self._services,
             room_language=await self._rooms.language(room_id),
@@ -130,3 +130,9 @@ class CommandService:
 def _digest(event_id: str) -> str:
     """A short, URL-safe stand-in for an event ID in transaction IDs."""
     return hashlib.sha256(event_id.encode()).hexdigest()[:24]
+
+
+def _timestamp(value: object) -> int:
+    """The event's ``origin_server_ts`` when it is a JSON integer, else 0: the homeserver
+    always sends one, but an odd value must not make the command fail (it was ``int()``)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

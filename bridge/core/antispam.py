@@ -108,12 +108,21 @@ def encodable(value: str) -> bool:
 # A check returns what is wrong with a value ("must be …"), or None.
 _Check = Callable[[Any], str | None]
 _NOT_UTF8 = "is not valid UTF-8"
+# No database text column takes a NUL: a refusal's audit entry holding one failed its
+# insert (a 500, and the other entries of that group commit with it).
+_HAS_NUL = "must not contain NUL"
+
+
+def _text_problem(value: str) -> str | None:
+    if not encodable(value):
+        return _NOT_UTF8
+    return _HAS_NUL if "\x00" in value else None
 
 
 def _string(value: Any) -> str | None:
     if not isinstance(value, str) or not value:
         return "must be a non-empty string"
-    return None if encodable(value) else _NOT_UTF8
+    return _text_problem(value)
 
 
 def _prefixed(sigil: str, what: str, *, colon: bool) -> _Check:
@@ -136,7 +145,7 @@ _event_id = _prefixed("$", "an event ID ($event)", colon=False)
 def _any_string(value: Any) -> str | None:
     if not isinstance(value, str):
         return "must be a string"
-    return None if encodable(value) else _NOT_UTF8
+    return _text_problem(value)
 
 
 def _optional_string(value: Any) -> str | None:
@@ -144,7 +153,7 @@ def _optional_string(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         return "must be a string or null"
-    return None if encodable(value) else _NOT_UTF8
+    return _text_problem(value)
 
 
 def _boolean(value: Any) -> str | None:

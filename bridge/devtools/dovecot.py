@@ -33,6 +33,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
+from bridge.devtools import secretlog
+
 __all__ = ["DOVECOT_BIN", "Dovecot", "DovecotPki"]
 
 DOVECOT_BIN = Path("/usr/sbin/dovecot")
@@ -135,6 +137,7 @@ class Dovecot:
         binary: Path = DOVECOT_BIN,
     ) -> None:
         password = password or secrets.token_urlsafe(18)
+        secretlog.register("Dovecot IMAP password", password)  # tests/secretscan.py
         if any(c in user + password for c in ":\r\n\0") or not user:
             raise ValueError("user and password must be non-empty, without ':' or line breaks")
         # Absolute: Dovecot reads every path in its config relative to its own directory.
@@ -198,6 +201,14 @@ class Dovecot:
     async def restart(self) -> None:
         """Stop and start again on the same port with the same mail (cuts every session)."""
         await self._terminate()
+        await self._spawn()
+
+    async def pause(self) -> None:
+        """Stop the server, keeping its port and mail: an IMAP outage until ``resume``."""
+        await self._terminate()
+
+    async def resume(self) -> None:
+        """Start again after ``pause``, on the same port with the same mail."""
         await self._spawn()
 
     async def deliver(self, raw: bytes, sender: str = "sender@example.org") -> None:

@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from bridge.devtools import secretlog
+
 CLIENT_COMMON_NAME = "SantéGuard ORG AUTH_CLI"
 
 
@@ -83,6 +85,7 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
     path.chmod(0o600)
+    secretlog.register_file("TLS private key (PEM body)", path)  # tests/secretscan.py
 
 
 def _write_cert(path: Path, cert: x509.Certificate) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import aiosmtplib
 
+from bridge.devtools import secretlog
 from bridge.devtools.dovecot import Dovecot
 from bridge.devtools.mailcerts import Pki, make_pki
 from bridge.devtools.mailserver import RelayServer
@@ -50,6 +51,7 @@ class MailLab:
         self.relay: RelayServer | None = None
         self.dovecot: Dovecot | None = None
         self.password = secrets.token_urlsafe(18)
+        secretlog.register("mail lab IMAP password", self.password)  # tests/secretscan.py
         self.delivered: list[bytes] = []  # into the application mailbox
 
     async def start(self) -> None:

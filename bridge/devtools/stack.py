@@ -25,6 +25,7 @@ from bridge.config import Config
 from bridge.core.antispam import GatePort
 from bridge.devtools.client import SimpleClient
 from bridge.devtools.faultproxy import FaultProxy
+from bridge.devtools.secretlog import register_config
 from bridge.devtools.synapse import AntispamModule, LocalSynapse, RegisteredUser
 from bridge.devtools.synapse.config import deep_merge
 from bridge.devtools.testconfig import free_port
@@ -161,7 +162,9 @@ class DevStack:
         }
         for section, values in self._overrides.items():
             data.setdefault(section, {}).update(values)
-        return Config(**data)
+        cfg = Config(**data)
+        register_config(cfg)  # for the test suite's log scan (tests/secretscan.py)
+        return cfg
 
     async def start_santeguard(self) -> SanteGuard:
         self.santeguard = SanteGuard(self.config(), gate=self._gate)

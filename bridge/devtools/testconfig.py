@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.config import Config
+from bridge.devtools.secretlog import register_config
 
 __all__ = ["AS_TOKEN", "GATE_TOKEN", "HS_TOKEN", "free_port", "make_config"]
 
@@ -62,4 +63,6 @@ def make_config(db_uri: str, homeserver: str = "http://127.0.0.1:9", **sections:
     }
     for key, value in sections.items():
         data.setdefault(key, {}).update(value)
-    return Config(**data)
+    cfg = Config(**data)
+    register_config(cfg)  # for the test suite's log scan (tests/secretscan.py)
+    return cfg

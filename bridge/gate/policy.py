@@ -204,8 +204,9 @@ def may_create_room(
     who = may_be_member(user_id, verification, RoomPolicy(), network, now)
     if not who.allow:
         return Decision.no("creator_not_verified")
-    if room_config is not None:
-        for ev in room_config.get("initial_state") or ():
+    initial_state = room_config.get("initial_state") if room_config is not None else None
+    if isinstance(initial_state, list):  # anything else holds no state event
+        for ev in initial_state:
             if not isinstance(ev, Mapping):
                 continue
             rule = network.state_rules.get(str(ev.get("type")))
@@ -218,7 +219,7 @@ def may_create_room(
         return Decision.ok()
     creation = room_config.get("creation_content")
     room_type = creation.get("type") if isinstance(creation, dict) else None
-    if room_type in network.unencrypted_room_types:
+    if isinstance(room_type, str) and room_type in network.unencrypted_room_types:
         return Decision.ok()
     if not _has_megolm(room_config.get("initial_state")):
         return Decision.no("room_not_encrypted")

@@ -120,9 +120,19 @@ class RoomPolicyStore:
 
     async def replace_members(self, room_id: str, members: list[tuple[str, str]]) -> None:
         """The room's memberships as the homeserver reports them now; anyone recorded as
-        joined or invited but absent from ``members`` has left."""
+        joined or invited but absent from ``members`` has left.
+
+        Only what changed is written: the reconcile sweep calls this for every room, and
+        on a network of 10,000 rooms a commit per room, when nothing changed, made the
+        sweep several times slower than the rooms' number alone explains (bench.scale).
+        """
+        rows = await self.db.fetch(
+            "SELECT user_id, membership FROM room_member WHERE room_id = $1", room_id
+        )
+        recorded = {str(r["user_id"]): str(r["membership"]) for r in rows}
         present = {user for user, _ in members}
-        gone = [u for u in await self.members_of(room_id) if u not in present]
+        gone = [u for u, m in recorded.items() if m in ("join", "invite") and u not in present]
         await self.set_memberships(
-            [(room_id, u, m) for u, m in members] + [(room_id, u, "leave") for u in gone]
+            [(room_id, u, m) for u, m in members if recorded.get(u) != m]
+            + [(room_id, u, "leave") for u in gone]
         )

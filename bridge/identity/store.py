@@ -9,12 +9,15 @@ snapshot cannot drift from what is committed.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from mautrix.util.async_db import Database
 
 from bridge.core.ports import InTransaction
 from bridge.db.txn import write_transaction
 from bridge.identity.model import Verification
+
+_LOAD_PAGE = 5000  # bindings read per statement at load
 
 
 def _ms(dt: datetime) -> int:
@@ -26,22 +29,45 @@ def _dt(ms: int) -> datetime:
 
 
 class VerificationStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, load_page: int = _LOAD_PAGE) -> None:
         self.db = db
+        self._load_page = load_page
         self._verifications: dict[str, Verification] = {}
 
     async def load(self) -> None:
+        """Read every binding into a new snapshot, then swap it in.
+
+        A network holds up to hundreds of thousands of bindings, so the snapshot is kept
+        compact: rows are read in key order by pages (never the whole table as one
+        result list, whose peak the process's RSS would keep), only the columns the
+        snapshot holds, and the values bindings share (source, profession, names) are
+        stored once.
+        """
         verifications: dict[str, Verification] = {}
-        for r in await self.db.fetch("SELECT * FROM verification"):
-            verifications[r["user_id"]] = Verification(
-                source=r["source"],
-                idnps=r["idnps"],
-                profession_code=r["profession_code"],
-                last_name=r["last_name"],
-                first_name=r["first_name"],
-                checked_at=_dt(int(r["checked_at"])),
-                valid_until=_dt(int(r["valid_until"])),
+        shared: dict[Any, Any] = {}  # values are the rows' own (typed by the schema)
+        after = ""
+        while True:
+            rows = await self.db.fetch(
+                "SELECT user_id, source, idnps, profession_code, last_name, first_name, "
+                "checked_at, valid_until FROM verification WHERE user_id > $1 "
+                "ORDER BY user_id LIMIT $2",
+                after,
+                self._load_page,
             )
+            for r in rows:
+                code = r["profession_code"]
+                verifications[str(r["user_id"])] = Verification(
+                    source=shared.setdefault(r["source"], r["source"]),
+                    idnps=str(r["idnps"]),
+                    profession_code=None if code is None else shared.setdefault(code, code),
+                    last_name=shared.setdefault(r["last_name"], r["last_name"]),
+                    first_name=shared.setdefault(r["first_name"], r["first_name"]),
+                    checked_at=_dt(int(r["checked_at"])),
+                    valid_until=_dt(int(r["valid_until"])),
+                )
+            if len(rows) < self._load_page:
+                break
+            after = str(rows[-1]["user_id"])
         self._verifications = verifications
 
     # -- reads (memory) -----------------------------------------------------------------

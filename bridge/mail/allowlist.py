@@ -125,7 +125,8 @@ def parse_allowlist_report(xml: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) ->
         )
     except DefusedXmlException as exc:
         raise AllowlistError("malformed", type(exc).__name__) from None
-    except (ParseError, ValueError, UnicodeError) as exc:
+    except (ParseError, ValueError, UnicodeError, LookupError) as exc:
+        # LookupError: an XML declaration naming an encoding Python does not know.
         raise AllowlistError("malformed", type(exc).__name__) from None
     domains: set[str] = set()
     skipped: list[str] = []

@@ -26,6 +26,7 @@ from bridge.mail.sanitize import matrix_html
 from bridge.mail.store import Link, MailStore, RoomFile
 from bridge.mail.xdm_build import build_xdm
 
+_MAX_TS_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z in milliseconds
 log = logging.getLogger("santeguard.mail.outbound")
 
 FILE_TYPES = frozenset({"m.file", "m.image", "m.audio", "m.video"})
@@ -204,7 +205,10 @@ class RoomToMail:
         root = f"<sg.room.{link.tag}@{domain}>"
         recent = [m for m in await self._store.recent_messages(room_id) if m != message_id]
         ts = event.get("origin_server_ts")
-        when = datetime.fromtimestamp(ts / 1000, UTC) if isinstance(ts, int) else datetime.now(UTC)
+        # A timestamp past year 9999 (or negative) would raise in fromtimestamp: now, then.
+        when = datetime.now(UTC)
+        if isinstance(ts, int) and 0 <= ts < _MAX_TS_MS:
+            when = datetime.fromtimestamp(ts / 1000, UTC)
         mail = OutboundMail(
             from_addr=self._mailbox.address,
             from_name=policy.header_safe(f"{who.first_name} {who.last_name}".strip()),

@@ -208,7 +208,14 @@ def header_safe(text: str, limit: int = 200) -> str:
     ``=?`` gets an invisible zero-width space: the stdlib decodes encoded-word look-alikes
     when a header is set and, before CVE-2024-6923 was fixed (Python 3.11.10), wrote the
     decoded CR/LF out raw, so ``=?utf-8?q?=0D=0ABcc:...?=`` could inject a header.
+    Lone surrogates (the email package's stand-ins for bytes that are not UTF-8, e.g. in
+    ``=?utf-8?q?=FF?=``) become U+FFFD: such a name could not be stored nor sent.
     """
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
     cleaned = "".join(
         " " if unicodedata.category(c) in ("Cc", "Zl", "Zp") or c in _BIDI else c for c in text
     )

@@ -241,7 +241,8 @@ def _parse_metadata(raw: bytes) -> tuple[XdmPackage, list[tuple[str, XdmDocument
             Element,
             defused_et.fromstring(raw, forbid_dtd=True, forbid_entities=True, forbid_external=True),
         )
-    except (DefusedXmlException, ParseError, ValueError, UnicodeError) as exc:
+    except (DefusedXmlException, ParseError, ValueError, UnicodeError, LookupError) as exc:
+        # LookupError: an XML declaration naming an encoding Python does not know.
         raise XdmError("bad_metadata", type(exc).__name__) from None
     objects = list(root.iter(f"{_R}ExtrinsicObject"))
     if not objects:

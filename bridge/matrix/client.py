@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import aiohttp
 from mautrix.appservice import AppServiceAPI, ASStateStore, IntentAPI
@@ -35,6 +36,27 @@ class RoomEncryptor(Protocol):
         content: dict[str, Any],
         txn_id: str | None = None,
     ) -> str: ...
+
+
+class AppservicePingError(Exception):
+    """The homeserver could not ping SantéGuard back (spec v1.7 appservice ping).
+
+    ``status`` is the HTTP status of the homeserver's answer (None if it could not be
+    reached), ``errcode`` its Matrix error code (``M_CONNECTION_FAILED``,
+    ``M_CONNECTION_TIMEOUT``, ``M_BAD_STATUS``, ``M_URL_NOT_SET``, ``M_FORBIDDEN``, or
+    ``M_UNRECOGNIZED`` from a homeserver older than v1.7). Never carries a token.
+    """
+
+    def __init__(self, status: int | None, errcode: str, message: str) -> None:
+        super().__init__(f"{errcode} ({status if status is not None else 'no answer'}): {message}")
+        self.status = status
+        self.errcode = errcode
+        self.message = message
+
+    @property
+    def unsupported(self) -> bool:
+        """The homeserver has no ping endpoint: asking again will not help."""
+        return self.status in (404, 405) and self.errcode == "M_UNRECOGNIZED"
 
 
 def _transient(e: Exception) -> bool:
@@ -112,6 +134,46 @@ class MatrixClient:
                 return resp.status == 200
         except (aiohttp.ClientError, TimeoutError):
             return False
+
+    async def ping_appservice(
+        self, appservice_id: str, txn_id: str | None = None, *, timeout: float = 30.0
+    ) -> float:
+        """Ask the homeserver to ping this appservice back (``POST
+        /_matrix/client/v1/appservice/{appserviceId}/ping``); return the round trip it
+        measured, in seconds.
+
+        Why: a homeserver that failed to deliver transactions backs off (2, 4, 8, 16 s
+        … up to minutes in Synapse) before retrying. When its ping succeeds, Synapse
+        retries the pending transactions at once (``force_retry`` in
+        synapse/rest/client/appservice_ping.py), so a restarted SantéGuard gets what
+        waited during its outage without waiting out the backoff.
+        Raises :class:`AppservicePingError`.
+        """
+        url = f"{self.homeserver}/_matrix/client/v1/appservice/{quote(appservice_id, safe='')}/ping"
+        body: dict[str, Any] = {} if txn_id is None else {"transaction_id": txn_id}
+        try:
+            async with self._session.post(
+                url,
+                json=body,
+                headers={"Authorization": f"Bearer {self._as_token}"},
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as resp:
+                try:
+                    data = await resp.json(content_type=None)
+                except ValueError:
+                    data = None
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise AppservicePingError(None, "M_CONNECTION_FAILED", type(e).__name__) from None
+        data = data if isinstance(data, dict) else {}
+        if status != 200:
+            errcode = str(data.get("errcode") or "M_UNKNOWN")
+            message = str(data.get("error") or f"HTTP {status}")[:300]
+            raise AppservicePingError(status, errcode, message)
+        duration = data.get("duration_ms")
+        if not isinstance(duration, int | float) or isinstance(duration, bool):
+            raise AppservicePingError(status, "M_BAD_JSON", "no duration_ms in the answer")
+        return float(duration) / 1000.0
 
     async def join(self, room_id: str) -> None:
         await self._call("join", self.bot.join_room_by_id(RoomID(room_id)))

@@ -53,7 +53,11 @@ def row_of(event: dict[str, Any], own_users: frozenset[str], seen_at: int) -> Le
     if not (isinstance(event_id, str) and isinstance(room_id, str) and isinstance(event_type, str)):
         return None
     ts = event.get("origin_server_ts")
-    origin_ts = ts if isinstance(ts, int) and not isinstance(ts, bool) else seen_at
+    # A timestamp outside BIGINT would make the batch's insert fail on every retry,
+    # holding back every entry queued after it: such an event is dated when seen.
+    origin_ts = seen_at
+    if isinstance(ts, int) and not isinstance(ts, bool) and 0 <= ts < 2**63:
+        origin_ts = ts
     return (
         event_id,
         room_id,

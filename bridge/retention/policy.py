@@ -10,6 +10,7 @@ so that a room never advertises a promise nobody keeps.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -86,7 +87,10 @@ def parse_duration(text: str) -> int:
 
 
 def days(ms: int) -> float:
-    return ms / MS_PER_DAY
+    # A JSON integer may have thousands of digits; true division would overflow.
+    if abs(ms) < 2**1000:
+        return ms / MS_PER_DAY
+    return math.inf if ms > 0 else -math.inf
 
 
 @dataclass(frozen=True, slots=True)

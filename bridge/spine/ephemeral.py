@@ -5,7 +5,7 @@ reads it). Each ``m.read`` receipt of an ``m.receipt`` push becomes one pseudo-e
 ``{"type": "m.receipt", "room_id", "sender": reader, "content": {"event_id", "ts"}}``
 with a stable ID, marked ``EPHEMERAL`` so the routes skip the guards (which judge room
 content). Malformed entries are skipped: ephemeral data is advisory and must never stall
-the transaction stream.
+the transaction stream. So are identifiers no database can store (a lone surrogate, a NUL).
 """
 
 from __future__ import annotations
@@ -13,11 +13,18 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from bridge.core.antispam import encodable
 from bridge.core.ports import EPHEMERAL
 
 __all__ = ["EPHEMERAL", "receipt_events"]
 _KEYS = ("ephemeral", "de.sorunome.msc2409.ephemeral")
 MAX_RECEIPTS = 1000
+
+
+def _storable(value: object) -> bool:
+    """A string the handlers can store and send: valid UTF-8 (no lone surrogate), no NUL.
+    Receipts are not validated at intake (advisory data), so identifiers are checked here."""
+    return isinstance(value, str) and "\x00" not in value and encodable(value)
 
 
 def receipt_events(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -30,14 +37,14 @@ def receipt_events(data: dict[str, Any]) -> list[dict[str, Any]]:
             if not isinstance(item, dict) or item.get("type") != "m.receipt":
                 continue
             room_id, content = item.get("room_id"), item.get("content")
-            if not isinstance(room_id, str) or not isinstance(content, dict):
+            if not _storable(room_id) or not isinstance(content, dict):
                 continue
             for event_id, kinds in content.items():
                 readers = kinds.get("m.read") if isinstance(kinds, dict) else None
-                if not isinstance(event_id, str) or not isinstance(readers, dict):
+                if not _storable(event_id) or not isinstance(readers, dict):
                     continue
                 for user_id, info in readers.items():
-                    if not isinstance(user_id, str) or len(out) >= MAX_RECEIPTS:
+                    if not _storable(user_id) or len(out) >= MAX_RECEIPTS:
                         continue
                     ts = info.get("ts") if isinstance(info, dict) else None
                     digest = hashlib.sha256(

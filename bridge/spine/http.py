@@ -11,6 +11,8 @@ callback whose payload is valid (``bridge.core.antispam``) and that the gate all
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hmac
 import json
 import logging
@@ -200,12 +202,24 @@ class AppserviceServer:
             return error(503, "M_UNKNOWN", "storage unavailable, retry later")
         if seq is not None:
             self._metrics.transactions.labels(outcome="stored").inc()
-            self._metrics.count_event_types(events)
-            self._on_stored(seq, events)
+            # After the 200 is on its way: the hand-over builds per-event objects, and the
+            # homeserver need not wait for them. call_soon keeps transactions in order
+            # (a later one is only read after this callback has run).
+            asyncio.get_running_loop().call_soon(self._hand_over, seq, events)
         else:
             self._metrics.transactions.labels(outcome="replayed").inc()
         self._metrics.ack_latency.observe(time.perf_counter() - started)
         return web.json_response({})
+
+    def _hand_over(self, seq: int, events: list[dict[str, Any]]) -> None:
+        """A committed transaction goes to the dispatcher (and is counted)."""
+        try:
+            self._metrics.count_event_types(events)
+            self._on_stored(seq, events)
+        except Exception:
+            # Stored and acked, so not lost: it stays pending in the database, and the
+            # dispatcher reads back whatever is not done when it starts.
+            log.exception("Could not hand over stored transaction %d", seq)
 
     async def get_user(self, request: web.Request) -> web.Response:
         if (denied := self._check_hs_token(request)) is not None:
@@ -250,14 +264,28 @@ class AppserviceServer:
             # A payload the gate cannot read is refused, never decided on empty values.
             return self._reject(400, "M_BAD_JSON", problem.message, problem.reason)
         decision = await self._gate.decide(callback, payload)
-        self._metrics.antispam.labels(
-            callback=callback, decision="allow" if decision.allow else "refuse"
-        ).inc()
+        self._antispam_counter(callback, decision.allow).inc()
         if decision.allow:
-            return web.json_response({})
+            # What json_response({}) sends, without encoding it on every callback.
+            return web.Response(body=b"{}", content_type="application/json", charset="utf-8")
         return web.json_response(
             {"errcode": decision.errcode, "error": decision.reason}, status=403
         )
+
+    @functools.cached_property
+    def _antispam_counters(self) -> dict[tuple[str, bool], Any]:
+        return {}
+
+    def _antispam_counter(self, callback: str, allow: bool) -> Any:
+        """The callback's counter child, looked up once (``labels()`` takes a lock and
+        builds a key on every call; the gate answers on the homeserver's path)."""
+        key = (callback, allow)
+        counter = self._antispam_counters.get(key)
+        if counter is None:
+            counter = self._antispam_counters[key] = self._metrics.antispam.labels(
+                callback=callback, decision="allow" if allow else "refuse"
+            )
+        return counter
 
     def _not_decided(self, callback: str) -> web.Response:
         """A callback the gate does not decide: refused or not answered, never allowed."""

@@ -7,8 +7,11 @@ the handlers; refusing them would stall the homeserver's transaction stream.
 Identifier fields (``type``, ``event_id``, ``room_id``, ``sender``, ``state_key``) must
 also be encodable as UTF-8: JSON allows a lone surrogate escape (``"\\ud800"``), which
 parses into a Python string that no database, log line or outgoing request can encode.
-Such an event is refused here, before anything is stored. The check is on the hot path,
-so it is limited to those fields and takes the ``str.isascii()`` fast path first.
+Such an event is refused here, before anything is stored; so is a NUL (``"\\u0000"``),
+which PostgreSQL's text columns refuse (a NUL in a transaction ID made the insert fail,
+a 503 the homeserver retried for ever; in a room ID it made the retention ledger's write
+fail on every retry). The check is on the hot path, so it is limited to those fields and
+takes the ``str.isascii()`` fast path first.
 """
 
 from __future__ import annotations
@@ -39,10 +42,19 @@ class TransactionError(ValueError):
         self.reason = reason  # short, bounded label for metrics
 
 
+def _storable(value: str) -> bool:
+    """Encodable as UTF-8 and without NUL: what every database text column accepts."""
+    return "\x00" not in value and encodable(value)
+
+
 def validate_txn_id(txn_id: str) -> None:
     if not txn_id or len(txn_id) > MAX_TXN_ID_LEN:
         raise TransactionError(
             "M_INVALID_PARAM", f"txnId must be 1 to {MAX_TXN_ID_LEN} characters", "bad_txn_id"
+        )
+    if not _storable(txn_id):
+        raise TransactionError(
+            "M_INVALID_PARAM", "txnId must be valid UTF-8 without NUL", "bad_txn_id"
         )
 
 
@@ -74,10 +86,10 @@ def validate_transaction(data: Any) -> list[dict[str, Any]]:
                 )
         for key in _UTF8_CHECKED:
             value = ev.get(key)
-            if isinstance(value, str) and not encodable(value):
+            if isinstance(value, str) and not _storable(value):
                 raise TransactionError(
                     "M_BAD_JSON",
-                    f"events[{i}].{key} is not valid UTF-8 (lone surrogate)",
+                    f"events[{i}].{key} is not valid UTF-8 (lone surrogate) or holds a NUL",
                     "event_bad_string",
                 )
         if len(ev["type"]) > MAX_EVENT_TYPE_LEN:

@@ -273,6 +273,11 @@ class _ExtractReader:
         if "\ufffd" in line:
             self._reject(BAD_ENCODING, "invalid UTF-8")
             return
+        if "\x00" in line:
+            # No PostgreSQL text column takes a NUL: kept, it made the COPY and with it
+            # the whole import fail.
+            self._reject(BAD_ENCODING, "NUL byte")
+            return
         f = line.split("|")
         n = len(f)
         if n != self.n_columns and not (n == self.n_columns + 1 and f[-1] == ""):

@@ -13,6 +13,7 @@ from mautrix.util.async_db import Database
 
 from bridge.config import Config, ConfigError
 from bridge.core.ports import AlertPort, AuditPort, RoomLanguagePort, Subscriber, TextPort
+from bridge.core.tasks import honour_cancellation
 from bridge.e2ee.attachments import decrypt_attachment, encrypt_attachment
 from bridge.e2ee.device import BotDevice
 from bridge.identity.store import VerificationStore
@@ -24,7 +25,7 @@ from bridge.mail.inbound import MailToRoom
 from bridge.mail.inbox import InboxState, InboxWatcher
 from bridge.mail.mime import MimeLimits
 from bridge.mail.outbound import Mailbox, RoomToMail
-from bridge.mail.outbox import OutboxStore, OutboxWorker, honour_cancellation
+from bridge.mail.outbox import OutboxStore, OutboxWorker
 from bridge.mail.policy import RetrySchedule
 from bridge.mail.receipts import ReadReceipts
 from bridge.mail.service import MailNotices

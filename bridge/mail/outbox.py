@@ -19,6 +19,7 @@ from typing import Protocol
 
 from mautrix.util.async_db import Connection, Database, Scheme
 
+from bridge.core.tasks import honour_cancellation
 from bridge.db.txn import write_transaction
 from bridge.mail.policy import RetrySchedule
 from bridge.mail.smtp import SendResult
@@ -371,20 +372,6 @@ class _SentGroups:
         caller (shutdown) does not cancel a commit under way."""
         if self._task is not None:
             await asyncio.shield(self._task)
-
-
-def honour_cancellation() -> None:
-    """Stop now if this task was cancelled and something swallowed it.
-
-    On Python 3.11 ``asyncio.wait_for``, which aiosmtplib uses for every reply, returns
-    normally when the reply and the cancellation land together (fixed in 3.12): a relay
-    probe came back normally from 38 of 300 cancellations. The scheduler then waited
-    forever for a job that went on (SantéGuard never stopped), and the worker would have
-    gone through its batch and the whole queue.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 async def _safely(aw: Awaitable[None]) -> None:

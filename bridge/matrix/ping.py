@@ -22,13 +22,13 @@ logged.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from prometheus_client import CollectorRegistry, Counter
 
+from bridge.core.tasks import stop_task
 from bridge.matrix.client import AppservicePingError
 
 log = logging.getLogger("santeguard.homeserver")
@@ -72,10 +72,7 @@ class HomeserverWatch:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)  # cancels again if a wait_for swallowed it (3.11)
 
     async def probe_once(self) -> bool:
         """Probe now and notify the listeners if the answer changed."""
@@ -147,10 +144,7 @@ class AppservicePinger:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)  # cancels again if a wait_for swallowed it (3.11)
 
     async def _ping_until_ok(self) -> None:
         failures = 0

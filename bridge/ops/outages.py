@@ -20,7 +20,6 @@ this module makes the outage visible (``/ready``'s body, metrics, admin room).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +29,7 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from bridge.core.ports import AlertPort
+from bridge.core.tasks import honour_cancellation, stop_task
 
 log = logging.getLogger("santeguard.outages")
 
@@ -245,10 +245,8 @@ class Outages:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        for t in [*([task] if task is not None else []), *self._pending]:
-            t.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        for t in [task, *self._pending]:
+            await stop_task(t)  # the probes' wait_for can swallow one cancel (3.11)
 
     async def _run(self) -> None:
         while True:
@@ -256,4 +254,5 @@ class Outages:
                 await self.poll()
             except Exception:  # never let the watcher die: it is how outages are seen
                 log.exception("Outage poll failed")
+            honour_cancellation()
             await asyncio.sleep(self.interval)

@@ -9,6 +9,7 @@ asked through :class:`~bridge.core.ports.RoomRulesPort`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any, Protocol
 
@@ -24,8 +25,12 @@ class EncryptionMatrixPort(Protocol):
 
     async def encryption_state(self, room_id: str) -> dict[str, Any] | None: ...
     async def enable_encryption(self, room_id: str) -> None: ...
-    async def redact(self, room_id: str, event_id: str, reason: str) -> None: ...
-    async def send_notice(self, room_id: str, text: str, html: str | None = None) -> str: ...
+    async def redact(
+        self, room_id: str, event_id: str, reason: str, *, txn_id: str | None = None
+    ) -> None: ...
+    async def send_notice(
+        self, room_id: str, text: str, html: str | None = None, *, txn_id: str | None = None
+    ) -> str: ...
 
 
 class ForcedEncryption:
@@ -87,8 +92,11 @@ class ForcedEncryption:
         room_id, event_id = str(event["room_id"]), str(event["event_id"])
         sender = str(event.get("sender", ""))
         key = f"gate.reason.{decision.reason}"
+        # Transaction IDs derived from the event: handled again after a crash (dispatch is
+        # at least once), the homeserver returns the first redaction and notice.
+        txn = f"sg-redact-{hashlib.sha256(event_id.encode()).hexdigest()[:24]}"
         await self._matrix.redact(
-            room_id, event_id, self._t.bilingual(key, "fr", **decision.params)
+            room_id, event_id, self._t.bilingual(key, "fr", **decision.params), txn_id=txn
         )
         await self._audit.record(
             self._matrix.bot_mxid,
@@ -98,5 +106,5 @@ class ForcedEncryption:
             details={"reason": decision.reason, "event_id": event_id},
         )
         text = self._t.t(key, self._lang, **decision.params)
-        await self._matrix.send_notice(room_id, f"{sender} : {text}")
+        await self._matrix.send_notice(room_id, f"{sender} : {text}", txn_id=f"{txn}-notice")
         return True

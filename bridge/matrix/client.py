@@ -7,6 +7,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 import aiohttp
+from mautrix.api import Method, Path
 from mautrix.appservice import AppServiceAPI, ASStateStore, IntentAPI
 from mautrix.client.state_store.memory import MemoryStateStore
 from mautrix.errors import MatrixConnectionError, MatrixRequestError, MatrixStandardRequestError
@@ -267,10 +268,18 @@ class MatrixClient:
             "kick", self.bot.kick_user(RoomID(room_id), UserID(user_id), reason=reason)
         )
 
-    async def redact(self, room_id: str, event_id: str, reason: str) -> None:
-        await self._call(
-            "redact", self.bot.redact(RoomID(room_id), EventID(event_id), reason=reason)
-        )
+    async def redact(
+        self, room_id: str, event_id: str, reason: str, *, txn_id: str | None = None
+    ) -> None:
+        """Redact an event. A given ``txn_id`` makes a repeat (the same event handled
+        again after a crash) return the first redaction instead of sending a second."""
+        if txn_id is None:
+            await self._call(
+                "redact", self.bot.redact(RoomID(room_id), EventID(event_id), reason=reason)
+            )
+            return
+        url = Path.v3.rooms[RoomID(room_id)].redact[EventID(event_id)][txn_id]
+        await self._call("redact", self.bot.api.request(Method.PUT, url, {"reason": reason}))
 
     async def power_levels(self, room_id: str) -> dict[str, Any]:
         """The room's ``m.room.power_levels`` content, fresh from the homeserver."""

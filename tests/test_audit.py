@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from mautrix.util.async_db import Database
+from mautrix.util.async_db import Database, Scheme
 
 from bridge.audit.log import AuditLog
+from bridge.db.sqlite_writer import SQLiteWriter
 
 
 async def test_concurrent_records_form_one_valid_chain(db: Database) -> None:
@@ -55,3 +56,29 @@ async def test_failed_commit_fails_the_callers_and_recovers(db: Database) -> Non
     await log.record("gate", "after")
     check = await log.verify()
     assert (check.ok, check.entries) == (True, 2)
+
+
+async def test_refusals_committed_without_their_own_fsync_keep_one_chain(db: Database) -> None:
+    """``synced=False`` (the gate's refusals): committed when ``record`` returns, in the
+    same chain as synced entries; on SQLite through the intake's writer, whose WAL is
+    fsync'd soon after; on PostgreSQL with ``synchronous_commit = off`` for that commit."""
+    log = AuditLog(db)
+    writer = None
+    if db.scheme == Scheme.SQLITE:
+        writer = SQLiteWriter(db.url.path, "FULL")
+        log.use_writer(writer)
+    try:
+        first = await log.record("gate", "gate.refused.user_may_join_room", synced=False)
+        assert await db.fetchval("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1") == first
+        mixed = await asyncio.gather(
+            *(log.record("gate", f"e{i}", synced=bool(i % 2)) for i in range(20))
+        )
+        assert len(set(mixed)) == 20
+        check = await log.verify()
+        assert (check.ok, check.entries) == (True, 21)
+        if writer is not None:
+            await asyncio.sleep(0.2)
+            assert writer.wal_syncs >= 1 or not writer._unsynced
+    finally:
+        if writer is not None:
+            await writer.close()

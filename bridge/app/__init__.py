@@ -414,6 +414,7 @@ class SanteGuard:
         await self.queue.open()
         self.audit.use_writer(self.queue.writer)
         self.retention.use_writer(self.queue.writer)
+        self.room_policies.use_writer(self.queue.writer)
         self.seal.start()
         await self.verifications.load()
         await self.room_policies.load()

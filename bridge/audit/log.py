@@ -52,7 +52,11 @@ class AuditLog:
     *group-committed*: each ``record`` joins the pending batch and returns once the
     batch holding it is committed. Under load many decisions share one commit; alone,
     a decision waits for one commit. No caller is told "recorded" before its entry is
-    durable.
+    durable, except with ``synced=False``: the entry is committed (a crash of SantéGuard
+    keeps it) and reaches the disk within milliseconds (SQLite: see
+    ``bridge.db.sqlite_writer``; PostgreSQL: ``synchronous_commit = off`` for that
+    commit, flushed by the WAL writer). The gate's refusals use it: they wait for the
+    commit, not for an fsync, and a batch holding any synced entry is fsync'd whole.
 
     One chain, whoever appends: on PostgreSQL, several replicas append to the same log,
     so each batch is chained at commit time, under a transaction-level advisory lock, onto
@@ -66,7 +70,7 @@ class AuditLog:
         self._writer: SQLiteWriter | None = None
         self._head: str | None = None
         self._shared = db.scheme != Scheme.SQLITE
-        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[str]]] = []
+        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[str], bool]] = []
         self._flushing: asyncio.Task[None] | None = None
 
     def use_writer(self, writer: SQLiteWriter | None) -> None:
@@ -74,16 +78,18 @@ class AuditLog:
         commit, no thread hops): the gate waits for these commits."""
         self._writer = writer
 
-    async def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+    async def _insert(self, rows: list[tuple[Any, ...]], synced: bool) -> None:
         if self._writer is not None:
-            await self._writer.executemany(_INSERT, rows)
+            await self._writer.executemany(_INSERT, rows, synced=synced)
             return
         async with write_transaction(self.db) as conn:
             await conn.executemany(_INSERT, rows)
 
-    async def _insert_shared(self, entries: list[tuple[Any, ...]]) -> list[str]:
+    async def _insert_shared(self, entries: list[tuple[Any, ...]], synced: bool) -> list[str]:
         """Chain ``entries`` onto the database's head and commit them (PostgreSQL)."""
         async with write_transaction(self.db) as conn:
+            if not synced:
+                await conn.execute("SET LOCAL synchronous_commit TO OFF")
             await conn.execute(f"SELECT pg_advisory_xact_lock({AUDIT_LOCK})")
             head = await conn.fetchval("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1")
             if not head:
@@ -117,8 +123,10 @@ class AuditLog:
         room_id: str | None = None,
         subject: str | None = None,
         details: dict[str, Any] | None = None,
+        synced: bool = True,
     ) -> str:
-        """Append one entry; return its hash once it is committed."""
+        """Append one entry; return its hash once it is committed (see the class's doc
+        for ``synced``)."""
         details_json = _DETAILS.encode(details or {})
         ts = int(self._clock() * 1000)
         entry: tuple[Any, ...] = (ts, actor, action, room_id, subject, details_json)
@@ -133,7 +141,7 @@ class AuditLog:
         # One future per caller (not shared, not shielded): a caller that is cancelled
         # cancels only its own wait; its entry is committed with the batch all the same.
         done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._pending.append((entry, done))
+        self._pending.append((entry, done, synced))
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.create_task(self._flush(), name="santeguard-audit")
         return await done
@@ -141,12 +149,13 @@ class AuditLog:
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
+            synced = any(s for _, _, s in batch)
             try:
                 if self._shared:
-                    digests = await self._insert_shared([entry for entry, _ in batch])
+                    digests = await self._insert_shared([e for e, _, _ in batch], synced)
                 else:
-                    await self._insert([entry for entry, _ in batch])
-                    digests = [entry[-1] for entry, _ in batch]
+                    await self._insert([e for e, _, _ in batch], synced)
+                    digests = [entry[-1] for entry, _, _ in batch]
             except Exception as e:
                 failed = batch
                 if not self._shared:
@@ -154,13 +163,13 @@ class AuditLog:
                     failed = batch + self._pending
                     self._pending = []
                     self._head = None
-                for _, fut in failed:
+                for _, fut, _ in failed:
                     if not fut.done():
                         fut.set_exception(e)
                 if not self._shared:
                     return
                 continue
-            for (_, fut), digest in zip(batch, digests, strict=True):
+            for (_, fut, _), digest in zip(batch, digests, strict=True):
                 if not fut.done():
                     fut.set_result(digest)
 

@@ -24,11 +24,22 @@ thread, which retries. In the thread, the commit gets the GIL back after each SQ
 call; while the event loop runs Python without pause that can take the whole switch
 interval each time, which is why the dispatcher steps aside while an intake commit is
 in flight (``bridge.spine.queue.IntakeActivity``).
+
+**Synced later** (``run(..., synced=False)``). A call that must be committed before its
+caller goes on, but whose caller tells no other system "stored" (the gate's refusals:
+the homeserver refuses whatever the audit does), may be committed without its own
+fsync: it is in the WAL when ``run`` returns (a crash of SantéGuard keeps it) and on
+disk at the next fsync'd commit (any group holding a synced call fsyncs the whole WAL,
+earlier frames included) or at the latest ``SYNC_LATER_S`` after, when the writer
+fsyncs the WAL itself. Only a power loss or OS crash inside that window can take it
+back. With ``synchronous=FULL``, such a call alone runs inline, as with ``NORMAL``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
 import sqlite3
 import time
@@ -38,6 +49,8 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 BUSY_TIMEOUT_S = 5.0
+#: At most this long between a commit without fsync and the WAL's fsync.
+SYNC_LATER_S = 0.02
 _Work = Callable[[sqlite3.Connection], Any]
 _Outcome = tuple[bool, Any]  # (succeeded, result or exception)
 
@@ -49,10 +62,13 @@ class SQLiteWriter:
         self._inline = self._synchronous != "FULL"
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sg-sqlite-writer")
         self._conn: sqlite3.Connection | None = None
-        self._queue: list[tuple[_Work, asyncio.Future[Any]]] = []
+        self._queue: list[tuple[_Work, asyncio.Future[Any], bool]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._unsynced = False  # a commit without fsync is in the WAL, not yet on disk
+        self._syncer: asyncio.Task[None] | None = None
         self.commits = 0  # transactions committed (a group counts once)
         self.busy_retries = 0  # tries put off because another connection held the lock
+        self.wal_syncs = 0  # fsyncs of the WAL made for commits that were synced later
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -64,31 +80,68 @@ class SQLiteWriter:
             self._conn = conn
         return self._conn
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in a write transaction; return its result once committed.
+    async def run(self, fn: Callable[[sqlite3.Connection], T], *, synced: bool = True) -> T:
+        """Run ``fn`` in a write transaction; return its result once committed (and, if
+        ``synced``, once on disk as ``synchronous`` says; else see the module's doc).
 
         ``fn`` must not begin or end transactions itself. Calls are committed in order.
         """
-        if self._inline and self._flusher is None and not self._queue:
+        later = not synced and self._synchronous == "FULL"
+        if (self._inline or later) and self._flusher is None and not self._queue:
             try:
-                ok, value = self._execute([fn])[0]
+                ok, value = self._execute([fn], later=later)[0]
             except sqlite3.OperationalError as e:
                 if not _is_busy(e):
                     raise
             else:
+                if later:
+                    self._sync_soon()
                 if ok:
                     return value  # type: ignore[no-any-return]
                 raise value
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append((fn, future))
+        self._queue.append((fn, future, synced))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush(), name="santeguard-sqlite-writer")
         return await future
 
-    async def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    async def executemany(
+        self, sql: str, rows: list[tuple[Any, ...]], *, synced: bool = True
+    ) -> None:
         """Run ``sql`` (with ``$n`` or ``?`` placeholders) for every row, in one commit."""
         query = re.sub(r"\$\d+", "?", sql)
-        await self.run(lambda c: c.executemany(query, rows))
+        await self.run(lambda c: c.executemany(query, rows), synced=synced)
+
+    def _sync_soon(self) -> None:
+        self._unsynced = True
+        if self._syncer is None:
+            self._syncer = asyncio.create_task(self._sync_later(), name="santeguard-wal-sync")
+
+    async def _sync_later(self) -> None:
+        """Fsync the WAL ``SYNC_LATER_S`` after a commit without fsync, unless a synced
+        commit did it meanwhile; on failure, try again (the commit stays unsynced)."""
+        try:
+            while self._unsynced:
+                await asyncio.sleep(SYNC_LATER_S)
+                if not self._unsynced:
+                    break
+                self._unsynced = False
+                try:
+                    await asyncio.get_running_loop().run_in_executor(
+                        self._executor, self._fsync_wal
+                    )
+                except OSError:
+                    self._unsynced = True
+        finally:
+            self._syncer = None
+
+    def _fsync_wal(self) -> None:
+        fd = os.open(self._path + "-wal", os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.wal_syncs += 1
 
     async def _flush(self) -> None:
         """Commit what is queued, one group per transaction, until the queue is empty."""
@@ -96,13 +149,17 @@ class SQLiteWriter:
         try:
             while self._queue:
                 group, self._queue = self._queue, []
+                later = self._synchronous == "FULL" and not any(s for _, _, s in group)
                 try:
                     outcomes = await loop.run_in_executor(
-                        self._executor, self._retry_busy, [fn for fn, _ in group]
+                        self._executor, self._retry_busy, [fn for fn, _, _ in group], later
                     )
                 except Exception as e:  # the commit itself failed: every call gets it
                     outcomes = [(False, e)] * len(group)
-                for (_, future), (ok, value) in zip(group, outcomes, strict=True):
+                else:
+                    if later:
+                        self._sync_soon()
+                for (_, future, _), (ok, value) in zip(group, outcomes, strict=True):
                     if future.done():
                         continue  # its caller was cancelled; the work is committed anyway
                     if ok:
@@ -112,9 +169,23 @@ class SQLiteWriter:
         finally:
             self._flusher = None
 
-    def _execute(self, fns: list[_Work]) -> list[_Outcome]:
-        """One transaction for ``fns``; a busy database raises before anything is kept."""
+    def _execute(self, fns: list[_Work], *, later: bool = False) -> list[_Outcome]:
+        """One transaction for ``fns``; a busy database raises before anything is kept.
+        ``later``: commit without fsync (``synchronous=NORMAL`` for this commit only)."""
         conn = self._connection()
+        if later:
+            conn.execute("PRAGMA synchronous = NORMAL")
+            try:
+                return self._transaction(conn, fns)
+            finally:
+                conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        unsynced = self._unsynced
+        outcomes = self._transaction(conn, fns)
+        if unsynced and self._synchronous == "FULL":
+            self._unsynced = False  # this commit's fsync covered the earlier frames too
+        return outcomes
+
+    def _transaction(self, conn: sqlite3.Connection, fns: list[_Work]) -> list[_Outcome]:
         conn.execute("BEGIN IMMEDIATE")
         try:
             outcomes = [self._one(conn, fn, savepoint=len(fns) > 1) for fn in fns]
@@ -150,7 +221,7 @@ class SQLiteWriter:
             conn.execute("RELEASE sg_call")
         return outcome
 
-    def _retry_busy(self, fns: list[_Work]) -> list[_Outcome]:
+    def _retry_busy(self, fns: list[_Work], later: bool = False) -> list[_Outcome]:
         """In the worker thread: retry while another connection holds the lock (5 s max).
 
         The other connection's commit is short (one fsync, about a millisecond), so the
@@ -159,7 +230,7 @@ class SQLiteWriter:
         delay = 0.0002
         while True:
             try:
-                return self._execute(fns)
+                return self._execute(fns, later=later)
             except sqlite3.OperationalError as e:
                 if not _is_busy(e) or time.monotonic() > deadline:
                     raise
@@ -171,6 +242,12 @@ class SQLiteWriter:
         try:
             while self._flusher is not None:
                 await asyncio.shield(self._flusher)
+            if self._syncer is not None:
+                self._syncer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._syncer
+            if self._unsynced and self._conn is not None:
+                await asyncio.get_running_loop().run_in_executor(self._executor, self._fsync_wal)
             if self._conn is not None:
                 conn, self._conn = self._conn, None
                 await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)

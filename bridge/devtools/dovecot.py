@@ -239,8 +239,13 @@ class Dovecot:
     async def kill_connections(self) -> None:
         """Cut the user's IMAP sessions (``doveadm kick``), as a network failure would."""
         proc = await asyncio.create_subprocess_exec(
-            str(DOVEADM_BIN), "-c", str(self.config_path), "kick", self.user,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            str(DOVEADM_BIN),
+            "-c",
+            str(self.config_path),
+            "kick",
+            self.user,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         out, _ = await proc.communicate()
         if proc.returncode not in (0, 68):  # 68: nobody was connected
@@ -355,8 +360,14 @@ protocol imap {{
     async def _spawn(self) -> None:
         with (self.workdir / "dovecot.stderr").open("ab") as err:
             self._proc = await asyncio.create_subprocess_exec(
-                str(self._binary), "-F", "-c", str(self.config_path),
-                stdin=asyncio.subprocess.DEVNULL, stdout=err, stderr=err, process_group=0,
+                str(self._binary),
+                "-F",
+                "-c",
+                str(self.config_path),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+                process_group=0,
             )
         try:
             await self._wait_ready(timeout=20)

@@ -121,6 +121,9 @@ class Gatekeeper:
             room_id=room_id or None,
             subject=subject,
             details={"reason": decision.reason},
+            # Committed before the answer; its fsync need not be: the homeserver refuses
+            # whatever becomes of the entry (bridge.db.sqlite_writer, "synced later").
+            synced=False,
         )
         log.info("Gate refused %s for %s in %s: %s", callback, subject, room_id, decision.reason)
         return GateDecision.refused(reason_bilingual(self._t, decision, self._lang))

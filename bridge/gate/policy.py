@@ -101,9 +101,7 @@ class NetworkPolicy:
     # Room-state rules other capabilities declare (e.g. retention bounds for
     # ``m.room.retention``): a pure check of the state content, applied in protected
     # rooms to state events and to a new room's initial state.
-    state_rules: Mapping[str, StateRule] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
+    state_rules: Mapping[str, StateRule] = field(default_factory=lambda: MappingProxyType({}))
 
     def server_allowed(self, user_id: str) -> bool:
         server = user_id.split(":", 1)[1] if ":" in user_id else ""

@@ -12,8 +12,15 @@ import time
 from mautrix.util.async_db import Connection, Database
 
 from bridge.core.ports import InTransaction
+from bridge.db.sqlite_writer import SQLiteWriter
 from bridge.db.txn import write_transaction
 from bridge.gate.policy import RoomPolicy
+
+_UPSERT_MEMBER = (
+    "INSERT INTO room_member (room_id, user_id, membership, updated_at) "
+    "VALUES ($1, $2, $3, $4) ON CONFLICT (room_id, user_id) DO UPDATE SET "
+    "membership = excluded.membership, updated_at = excluded.updated_at"
+)
 
 
 def _now_ms() -> int:
@@ -24,6 +31,13 @@ class RoomPolicyStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._rooms: dict[str, RoomPolicy] = {}
+        self._writer: SQLiteWriter | None = None
+
+    def use_writer(self, writer: SQLiteWriter | None) -> None:
+        """On SQLite, write memberships through the intake's writer: a commit on the pool
+        connection would hold the write lock (and pay its own fsync) against the intake's
+        commits; through the writer it joins their group commit."""
+        self._writer = writer
 
     async def load(self) -> None:
         rooms: dict[str, RoomPolicy] = {}
@@ -76,12 +90,11 @@ class RoomPolicyStore:
         if not rows:
             return
         now = _now_ms()
-        await self.db.executemany(
-            "INSERT INTO room_member (room_id, user_id, membership, updated_at) "
-            "VALUES ($1, $2, $3, $4) ON CONFLICT (room_id, user_id) DO UPDATE SET "
-            "membership = excluded.membership, updated_at = excluded.updated_at",
-            [(room_id, user_id, membership, now) for room_id, user_id, membership in rows],
-        )
+        values = [(room_id, user_id, membership, now) for room_id, user_id, membership in rows]
+        if self._writer is not None:
+            await self._writer.executemany(_UPSERT_MEMBER, values)
+            return
+        await self.db.executemany(_UPSERT_MEMBER, values)
 
     async def rooms_of(self, user_id: str) -> list[str]:
         """Rooms where the user is joined or invited."""

@@ -7,24 +7,69 @@ from collections.abc import Mapping
 
 PROBLEMS: Mapping[str, tuple[str, str]] = {
     "expired": ("le certificat du serveur a expiré", "the server's certificate has expired"),
-    "unknown_ca": ("le certificat du serveur n'est pas signé par l'autorité configurée (ca_file, IGC-Santé)", "the server's certificate is not signed by the configured authority (ca_file, IGC-Santé)"),
-    "wrong_host": ("le certificat du serveur ne correspond pas à son nom d'hôte", "the server's certificate does not match its host name"),
-    "client_cert_refused": ("le serveur a refusé le certificat client de la boîte applicative", "the server refused the application mailbox's client certificate"),
-    "client_cert_missing": ("aucun certificat client n'est configuré (client_cert)", "no client certificate is configured (client_cert)"),
-    "client_key_missing": ("la clé du certificat client est introuvable (client_key)", "the client certificate's key is missing (client_key)"),
-    "client_cert_unreadable": ("le certificat client ou sa clé est illisible", "the client certificate or its key cannot be read"),
-    "client_cert_expired": ("le certificat client a expiré : renouvelez-le", "the client certificate has expired: renew it"),
-    "client_cert_not_yet_valid": ("le certificat client n'est pas encore valide", "the client certificate is not valid yet"),
-    "client_cert_expires_soon": ("le certificat client expire dans moins de 30 jours", "the client certificate expires in less than 30 days"),
-    "ca_missing": ("le fichier d'autorités (ca_file) est introuvable", "the CA bundle (ca_file) is missing"),
-    "tls_version": ("le serveur n'accepte pas TLS 1.2 ou plus", "the server does not accept TLS 1.2 or later"),
-    "no_starttls": ("le serveur ne propose pas STARTTLS : aucun envoi en clair", "the server does not offer STARTTLS: nothing is sent in clear"),
+    "unknown_ca": (
+        "le certificat du serveur n'est pas signé par l'autorité configurée (ca_file, IGC-Santé)",
+        "the server's certificate is not signed by the configured authority (ca_file, IGC-Santé)",
+    ),
+    "wrong_host": (
+        "le certificat du serveur ne correspond pas à son nom d'hôte",
+        "the server's certificate does not match its host name",
+    ),
+    "client_cert_refused": (
+        "le serveur a refusé le certificat client de la boîte applicative",
+        "the server refused the application mailbox's client certificate",
+    ),
+    "client_cert_missing": (
+        "aucun certificat client n'est configuré (client_cert)",
+        "no client certificate is configured (client_cert)",
+    ),
+    "client_key_missing": (
+        "la clé du certificat client est introuvable (client_key)",
+        "the client certificate's key is missing (client_key)",
+    ),
+    "client_cert_unreadable": (
+        "le certificat client ou sa clé est illisible",
+        "the client certificate or its key cannot be read",
+    ),
+    "client_cert_expired": (
+        "le certificat client a expiré : renouvelez-le",
+        "the client certificate has expired: renew it",
+    ),
+    "client_cert_not_yet_valid": (
+        "le certificat client n'est pas encore valide",
+        "the client certificate is not valid yet",
+    ),
+    "client_cert_expires_soon": (
+        "le certificat client expire dans moins de 30 jours",
+        "the client certificate expires in less than 30 days",
+    ),
+    "ca_missing": (
+        "le fichier d'autorités (ca_file) est introuvable",
+        "the CA bundle (ca_file) is missing",
+    ),
+    "tls_version": (
+        "le serveur n'accepte pas TLS 1.2 ou plus",
+        "the server does not accept TLS 1.2 or later",
+    ),
+    "no_starttls": (
+        "le serveur ne propose pas STARTTLS : aucun envoi en clair",
+        "the server does not offer STARTTLS: nothing is sent in clear",
+    ),
     "unreachable": ("le serveur est injoignable", "the server is unreachable"),
-    "login_refused": ("la connexion à la boîte a été refusée (identifiant ou certificat)", "the mailbox refused the login (user name or certificate)"),
+    "login_refused": (
+        "la connexion à la boîte a été refusée (identifiant ou certificat)",
+        "the mailbox refused the login (user name or certificate)",
+    ),
     "tls_error": ("la négociation TLS a échoué", "the TLS handshake failed"),
     "timeout": ("le serveur ne répond pas à temps", "the server did not answer in time"),
-    "ca_unreadable": ("le fichier d'autorités (ca_file) est illisible", "the CA bundle (ca_file) cannot be read"),
-    "session_refused": ("le serveur refuse la session (accueil ou EHLO)", "the server refuses the session (greeting or EHLO)"),
+    "ca_unreadable": (
+        "le fichier d'autorités (ca_file) est illisible",
+        "the CA bundle (ca_file) cannot be read",
+    ),
+    "session_refused": (
+        "le serveur refuse la session (accueil ou EHLO)",
+        "the server refuses the session (greeting or EHLO)",
+    ),
     "folder_unavailable": ("le dossier IMAP est inaccessible", "the IMAP folder cannot be opened"),
     "server_error": ("le serveur a répondu par une erreur", "the server answered with an error"),
     "other": ("erreur inattendue", "unexpected error"),
@@ -38,14 +83,20 @@ REASONS: Mapping[str, tuple[str, str]] = {
     "header_injection": ("en-têtes forgés (injection)", "forged headers (injection)"),
     "no_sender": ("expéditeur absent ou illisible", "sender missing or unreadable"),
     "malformed": ("courriel mal formé", "malformed mail"),
-    "sender_not_allowed": ("expéditeur hors de la liste blanche MSSanté", "sender not on the MSSanté allow-list"),
+    "sender_not_allowed": (
+        "expéditeur hors de la liste blanche MSSanté",
+        "sender not on the MSSanté allow-list",
+    ),
     "unknown_room": ("aucun salon lié ne correspond", "no linked room matches"),
     "room_refused": ("le salon a refusé le message", "the room refused the message"),
     "auto_submitted": ("réponse automatique", "automatic reply"),
     "auto_reply_header": ("réponse automatique", "automatic reply"),
     "bulk_precedence": ("envoi en masse", "bulk mail"),
     "own_message": ("notre propre courriel revenu (boucle)", "our own mail coming back (loop)"),
-    "receipt_unknown": ("accusé de lecture d'un message inconnu", "read receipt for an unknown message"),
+    "receipt_unknown": (
+        "accusé de lecture d'un message inconnu",
+        "read receipt for an unknown message",
+    ),
 }
 
 
@@ -101,7 +152,10 @@ CATALOG: Mapping[str, Mapping[str, str]] = {
         "cli.mail_allowlist_imported": "Liste blanche MSSanté importée : {count} domaine(s) ({skipped} entrée(s) ignorée(s)).",
         "cli.mail_allowlist_error": "Liste blanche refusée ({reason}) : l'ancienne reste en vigueur.",
         **{f"mail.problem.{k}": v[0] for k, v in PROBLEMS.items()},
-        **{f"alert.mail_problem.{k}": f"Messagerie sécurisée ({{channel}}) : {v[0]}." for k, v in PROBLEMS.items()},
+        **{
+            f"alert.mail_problem.{k}": f"Messagerie sécurisée ({{channel}}) : {v[0]}."
+            for k, v in PROBLEMS.items()
+        },
         **{f"mail.reason.{k}": v[0] for k, v in REASONS.items()},
     },
     "en": {
@@ -151,7 +205,10 @@ CATALOG: Mapping[str, Mapping[str, str]] = {
         "cli.mail_allowlist_imported": "MSSanté allow-list imported: {count} domain(s) ({skipped} entry(ies) skipped).",
         "cli.mail_allowlist_error": "Allow-list refused ({reason}): the previous one stays in force.",
         **{f"mail.problem.{k}": v[1] for k, v in PROBLEMS.items()},
-        **{f"alert.mail_problem.{k}": f"Secure mail ({{channel}}): {v[1]}." for k, v in PROBLEMS.items()},
+        **{
+            f"alert.mail_problem.{k}": f"Secure mail ({{channel}}): {v[1]}."
+            for k, v in PROBLEMS.items()
+        },
         **{f"mail.reason.{k}": v[1] for k, v in REASONS.items()},
     },
 }

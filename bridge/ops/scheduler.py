@@ -150,7 +150,6 @@ class Scheduler:
             log.warning("Cannot record job %s's run (%s)", job.name, type(e).__name__)
         return delay
 
-
     async def run_once(self, job: Job) -> float:
         """Run ``job`` once, isolated; return the delay until its next run."""
         delay, _ = await self._run(job)

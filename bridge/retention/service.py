@@ -24,6 +24,8 @@ from bridge.retention.policy import (
 )
 
 log = logging.getLogger("santeguard.retention")
+#: Rooms whose last seen policy is remembered for welcome notices (cleared when full).
+KNOWN_POLICIES_MAX = 100_000
 
 
 class RoomStatePort(Protocol):
@@ -90,10 +92,31 @@ class RetentionPolicies:
         self._languages = languages
         self._lang = default_language
         self._own = own_users
+        # room -> the policy content as last seen in the room's own event stream (or
+        # set or read by SantéGuard): a join's welcome notice needs no homeserver read.
+        # Only the dispatcher (one per deployment: the leader) fills it, in room order.
+        self._known: dict[str, dict[str, Any] | None] = {}
 
     def subscribe(self, routes: RoutesPort) -> None:
         routes.on("m.room.member", self.on_member)
         routes.on(RETENTION_EVENT, self.on_retention)
+        routes.on("m.room.redaction", self.on_redaction)
+
+    def _remember(self, room_id: str, content: dict[str, Any] | None) -> None:
+        if len(self._known) >= KNOWN_POLICIES_MAX and room_id not in self._known:
+            self._known.clear()
+        self._known[room_id] = content
+
+    async def on_redaction(self, event: dict[str, Any]) -> bool:
+        """A redaction may strip the room's policy: read it afresh at the next join."""
+        self._known.pop(str(event.get("room_id", "")), None)
+        return False
+
+    async def _last_known(self, room_id: str) -> RoomRetention:
+        """The room's policy as last seen, read from the homeserver the first time."""
+        if room_id in self._known:
+            return room_retention(self._known[room_id], self.bounds)
+        return await self.current(room_id)
 
     async def _language(self, room_id: str) -> str:
         return await self._languages.language(room_id) or self._lang
@@ -104,7 +127,9 @@ class RetentionPolicies:
 
     async def current(self, room_id: str) -> RoomRetention:
         """The room's policy, fresh from the homeserver."""
-        return room_retention(await self._enforcer.state(room_id, RETENTION_EVENT), self.bounds)
+        content = await self._enforcer.state(room_id, RETENTION_EVENT)
+        self._remember(room_id, content)
+        return room_retention(content, self.bounds)
 
     async def ensure(self, room_id: str) -> bool:
         """Give a protected room a policy within bounds if it lacks one; True if set."""
@@ -126,6 +151,7 @@ class RetentionPolicies:
     ) -> str:
         """Set the room's policy (through the enforcement user), audit it, tell members."""
         event_id = await self._enforcer.set_state(room_id, RETENTION_EVENT, content)
+        self._remember(room_id, content)
         await self._audit.record(
             by,
             "retention.set",
@@ -168,19 +194,20 @@ class RetentionPolicies:
         # creator's, while the room is being created (its policy is in the initial state).
         if user in self._own or previous in (None, "join"):
             return False
-        current = await self.current(room_id)
+        current = await self._last_known(room_id)
         await self._announce(room_id, current.effective_ms, "retention.notice.welcome", user=user)
         return True
 
     async def on_retention(self, event: dict[str, Any]) -> bool:
         """A policy change by someone else: restore the bounds if it slipped past the
         gate, else tell the members and audit it."""
-        if event.get("state_key") != "" or event.get("sender") in self._own:
+        if event.get("state_key") != "":
             return False
         room_id = str(event.get("room_id", ""))
-        if not self._protected(room_id):
-            return False
         content = event.get("content")
+        self._remember(room_id, content if isinstance(content, dict) else None)
+        if event.get("sender") in self._own or not self._protected(room_id):
+            return False
         current = room_retention(content if isinstance(content, dict) else None, self.bounds)
         if current.state != "ok":
             await self.set(

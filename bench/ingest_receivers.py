@@ -50,6 +50,64 @@ def serve_bare(port: int, ready: Any) -> None:
     asyncio.run(main())
 
 
+def serve_floor(db_uri: str, port: int, ready: Any) -> None:
+    """The durable floor: the bare handler plus one committed INSERT of the raw body
+    before the 200 (SQLite ``synchronous=FULL`` in WAL mode, from a worker thread so
+    the loop never waits on an fsync; or PostgreSQL through asyncpg). No receiver that
+    stores a transaction before its ack, one commit each, can beat it on this disk."""
+    import sqlite3
+    from concurrent.futures import ThreadPoolExecutor
+
+    sql = "INSERT INTO txn (id, body) VALUES ($1, $2)"
+
+    async def main() -> None:
+        if db_uri.startswith("sqlite"):
+            conn = sqlite3.connect(
+                db_uri.removeprefix("sqlite://"), isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+            conn.execute("CREATE TABLE txn (id TEXT PRIMARY KEY, body BLOB)")
+            thread = ThreadPoolExecutor(max_workers=1)
+            lite = sql.replace("$1", "?").replace("$2", "?")
+
+            def insert(txn: str, body: bytes) -> None:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(lite, (txn, body))
+                conn.execute("COMMIT")
+
+            async def store(txn: str, body: bytes) -> None:
+                await asyncio.get_running_loop().run_in_executor(thread, insert, txn, body)
+
+        else:
+            import asyncpg
+
+            pool = await asyncpg.create_pool(db_uri, min_size=1, max_size=2)
+            await pool.execute("CREATE TABLE txn (id TEXT PRIMARY KEY, body BYTEA)")
+
+            async def store(txn: str, body: bytes) -> None:
+                await pool.execute(sql, txn, body)
+
+        async def handler(request: web.Request) -> web.Response:
+            if request.headers.get("Authorization") != f"Bearer {HS_TOKEN}":
+                return web.json_response({"errcode": "M_FORBIDDEN"}, status=403)
+            body = await request.read()
+            json.loads(body)
+            await store(request.match_info["txn"], body)
+            return web.json_response({})
+
+        app = web.Application(client_max_size=10 * 1024 * 1024)
+        app.router.add_put("/_matrix/app/v1/transactions/{txn}", handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        ready.set()
+        await _until_sigterm()
+
+    asyncio.run(main())
+
+
 def serve_mautrix(port: int, ready: Any) -> None:
     """mautrix-python's ``AppService`` as a bridge starts it, with a no-op handler and an
     in-memory state store: what a typical Python appservice pays before its ack."""

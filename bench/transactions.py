@@ -2,13 +2,16 @@
 
 Baselines: a bare aiohttp handler (token check, JSON parse, 200) and mautrix-python's
 ``AppService`` with a no-op event handler (it deserialises every event, acks, and runs
-its handlers after the ack; it stores nothing). Each receiver runs in its own process;
-this process is the homeserver stand-in and, like Synapse, keeps one transaction in
-flight (concurrency 1). SantéGuard runs with production defaults: protected rooms,
-``sqlite_synchronous: full`` (``sqlite-normal`` for the option), the dispatcher handling
-every event in the same process. Traffic (``bench/ingest_traffic.py``): ``production``
-(90 % megolm ``m.room.encrypted``, 10 % practitioners' memberships) or ``plain`` (the
-older clear ``m.room.message`` load into unprotected rooms).
+its handlers after the ack; it stores nothing). Beside them, for each database, the
+durable floor: the bare handler plus one committed INSERT of the body before the 200
+(what the fsync alone costs on this disk; ``--no-floor`` skips it). Each receiver runs
+in its own process; this process is the homeserver stand-in and, like Synapse, keeps
+one transaction in flight (concurrency 1). SantéGuard runs with production defaults:
+protected rooms, ``sqlite_synchronous: full`` (``sqlite-normal`` for the option), the
+dispatcher handling every event in the same process. Traffic
+(``bench/ingest_traffic.py``): ``production`` (90 % megolm ``m.room.encrypted``, 10 %
+practitioners' memberships) or ``plain`` (the older clear ``m.room.message`` load into
+unprotected rooms).
 
 Prints events/s, ack p50/p99 and the ratios to the bare handler and to mautrix (each
 taken against the baselines of the same round; median of ``--repeat`` rounds), and for
@@ -39,6 +42,7 @@ import aiohttp
 from bench.common import HS_TOKEN, free_port, quantile
 from bench.ingest_receivers import (
     serve_bare,
+    serve_floor,
     serve_homeserver,
     serve_mautrix,
     serve_santeguard,
@@ -184,6 +188,17 @@ def _santeguard(
             asyncio.run(_drop_pg(uri))
 
 
+def _floor(db: str, load: Load, rnd: int) -> Run:
+    tmp = tempfile.mkdtemp(prefix="sg-bench-floor-")
+    uri = f"sqlite://{tmp}/floor.db" if db == "sqlite" else asyncio.run(_pg_database())
+    try:
+        return _run_receiver(serve_floor, (uri,), load, f"f{rnd}-", False)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if db == "postgres":
+            asyncio.run(_drop_pg(uri))
+
+
 def _median_run(runs: list[Run], total: int) -> Run:
     order = sorted(runs, key=lambda r: total / r.elapsed)
     return order[len(order) // 2]
@@ -226,6 +241,9 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=50)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--profile", metavar="DIR", help="profile each SantéGuard receiver into DIR")
+    ap.add_argument(
+        "--no-floor", action="store_true", help="skip the durable floors (bare + one INSERT)"
+    )
     args = ap.parse_args()
     dbs = args.db or ["sqlite", "sqlite-normal", "postgres"]
     if args.profile:
@@ -260,6 +278,9 @@ def _rounds(
         results.setdefault(MAUTRIX, []).append(
             _run_receiver(serve_mautrix, (), load, f"m{rnd}-", False)
         )
+        floors: list[str] = [] if args.no_floor else [d for d in dbs if d != "sqlite-normal"]
+        for kind in floors:
+            results.setdefault(f"floor: bare + INSERT ({kind})", []).append(_floor(kind, load, rnd))
         for db in dbs:
             results.setdefault(f"SantéGuard ({db})", []).append(
                 _santeguard(db, args.traffic, homeserver, load, rnd, args.profile)

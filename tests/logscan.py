@@ -24,7 +24,9 @@ Loaded by tests/conftest.py for every run, whole or partial. It
    fails the run (exit status 1, a report in the terminal summary) if one is found.
 
 Texts shorter than ``MIN_TEXT_LEN`` are not searched (``"marker"`` would match words of
-the log itself).
+the log itself), nor texts the product itself ships: one found inside a template of its
+translation catalogs (a command such as ``!sg mail``, which an alert names as a hint)
+is SantéGuard's wording, not something a user typed.
 ``!sg`` commands are searched like any text: a command is logged by name, never with its
 arguments (bot/dispatcher.py).
 """
@@ -113,6 +115,19 @@ def forms(text: str) -> set[str]:
         out.add(repr(piece)[1:-1])  # a Python repr
         out.add(repr(piece.encode("utf-8"))[2:-1])  # a bytes repr (raw bodies in SQL)
     return {f for f in out if f}
+
+
+def product_wording() -> list[str]:
+    """Every template of SantéGuard's translation catalogs, in every language."""
+    from bridge.app.wiring import build_translator
+
+    return [text for catalog in build_translator().catalogs.values() for text in catalog.values()]
+
+
+def user_texts(texts: Iterable[str], wording: Iterable[str]) -> list[str]:
+    """The sent texts that are not part of the product's own wording."""
+    shipped = list(wording)
+    return [t for t in texts if not any(t in w for w in shipped)]
 
 
 @dataclass(frozen=True)
@@ -308,8 +323,9 @@ class LogScan:
             return
         basetemp = self.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
         self.scanned = [self.handler.path, *log_files(basetemp)]
-        self.leaks = search(SENT, self.handler.path, self.handler.read_all())
-        self.leaks += find_leaks(SENT, self.scanned[1:])
+        texts = user_texts(SENT, product_wording())
+        self.leaks = search(texts, self.handler.path, self.handler.read_all())
+        self.leaks += find_leaks(texts, self.scanned[1:])
         if self.handler not in logging.getLogger().handlers:
             self.problems.append("the capture handler was removed from the root logger")
         if (self.leaks or self.problems) and session.exitstatus in (

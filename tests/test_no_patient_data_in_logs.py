@@ -60,6 +60,15 @@ def test_short_texts_are_not_searched() -> None:
     assert list(sent) == ["!sg ping", "<p>x</p>"]
 
 
+def test_the_product_own_wording_is_not_searched() -> None:
+    """An alert names ``!sg mail quarantine`` as a hint: a test that sent ``!sg mail``
+    did not leak it. A patient's words inside a command are still searched."""
+    wording = logscan.product_wording()
+    assert any("!sg mail" in w for w in wording)
+    sent = ["!sg mail", "!sg mail link Mme Dupont, diabète"]
+    assert logscan.user_texts(sent, wording) == ["!sg mail link Mme Dupont, diabète"]
+
+
 def test_log_files_include_product_logs_under_basetemp(tmp_path: Path) -> None:
     (tmp_path / "demo").mkdir()
     (tmp_path / "demo" / "santeguard.log").write_text("")

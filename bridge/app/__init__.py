@@ -375,6 +375,7 @@ class SanteGuard:
             metrics=self.metrics,
             store_txn=self.leadership.store,
             on_stored=self.leadership.stored,
+            intake=self.queue.intake,
             gate=self.gate,
             readiness=Readiness(
                 {

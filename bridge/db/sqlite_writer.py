@@ -50,7 +50,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 BUSY_TIMEOUT_S = 5.0
 #: At most this long between a commit without fsync and the WAL's fsync.
-SYNC_LATER_S = 0.02
+SYNC_LATER_S = 0.05
 _Work = Callable[[sqlite3.Connection], Any]
 _Outcome = tuple[bool, Any]  # (succeeded, result or exception)
 
@@ -66,6 +66,7 @@ class SQLiteWriter:
         self._flusher: asyncio.Task[None] | None = None
         self._unsynced = False  # a commit without fsync is in the WAL, not yet on disk
         self._syncer: asyncio.Task[None] | None = None
+        self._fsyncing = False  # the WAL's fsync is running in the worker thread
         self.commits = 0  # transactions committed (a group counts once)
         self.busy_retries = 0  # tries put off because another connection held the lock
         self.wal_syncs = 0  # fsyncs of the WAL made for commits that were synced later
@@ -86,24 +87,38 @@ class SQLiteWriter:
 
         ``fn`` must not begin or end transactions itself. Calls are committed in order.
         """
-        later = not synced and self._synchronous == "FULL"
-        if (self._inline or later) and self._flusher is None and not self._queue:
-            try:
-                ok, value = self._execute([fn], later=later)[0]
-            except sqlite3.OperationalError as e:
-                if not _is_busy(e):
-                    raise
-            else:
-                if later:
-                    self._sync_soon()
-                if ok:
-                    return value  # type: ignore[no-any-return]
-                raise value
+        done, value = self.try_now(fn, synced=synced)
+        if done:
+            return value  # type: ignore[no-any-return]
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append((fn, future, synced))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush(), name="santeguard-sqlite-writer")
         return await future
+
+    def try_now(self, fn: _Work, *, synced: bool = True) -> tuple[bool, Any]:
+        """Commit ``fn`` at once on the event loop if that needs no fsync and nothing is
+        queued: ``(True, result)``; ``(False, None)`` if it must go through ``run``
+        (a commit with fsync, a busy writer or database). Never suspends."""
+        later = not synced and self._synchronous == "FULL"
+        if not (
+            (self._inline or later)
+            and self._flusher is None
+            and not self._queue
+            and not self._fsyncing  # a write to the WAL could wait for it, loop and all
+        ):
+            return False, None
+        try:
+            ok, value = self._execute([fn], later=later)[0]
+        except sqlite3.OperationalError as e:
+            if not _is_busy(e):
+                raise
+            return False, None
+        if later:
+            self._sync_soon()
+        if ok:
+            return True, value
+        raise value
 
     async def executemany(
         self, sql: str, rows: list[tuple[Any, ...]], *, synced: bool = True
@@ -126,12 +141,15 @@ class SQLiteWriter:
                 if not self._unsynced:
                     break
                 self._unsynced = False
+                self._fsyncing = True
                 try:
                     await asyncio.get_running_loop().run_in_executor(
                         self._executor, self._fsync_wal
                     )
                 except OSError:
                     self._unsynced = True
+                finally:
+                    self._fsyncing = False
         finally:
             self._syncer = None
 

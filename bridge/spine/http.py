@@ -25,6 +25,7 @@ from aiohttp import web
 from bridge.core.antispam import DECIDED_CALLBACKS, NOT_DECIDED, GatePort, payload_problem
 from bridge.ops.metrics import Metrics
 from bridge.spine.ephemeral import receipt_events
+from bridge.spine.queue import IntakeActivity
 from bridge.spine.validate import TransactionError, validate_transaction, validate_txn_id
 
 log = logging.getLogger("santeguard.http")
@@ -80,6 +81,7 @@ class AppserviceServer:
         readiness: Probe,
         user_query: UserQuery,
         report: Report | None = None,
+        intake: IntakeActivity | None = None,
     ) -> None:
         self._hs_token = hs_token
         self._antispam_token = antispam_token
@@ -92,6 +94,9 @@ class AppserviceServer:
         self._readiness = readiness
         self._report = report
         self._user_query = user_query
+        # Marked busy for a transaction's whole request (read, parse, commit): the
+        # dispatcher's room workers step aside meanwhile (bridge.spine.queue).
+        self._intake = intake or IntakeActivity()
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=self._max_body, middlewares=[self._errors_middleware])
@@ -183,6 +188,10 @@ class AppserviceServer:
         started = time.perf_counter()
         if (denied := self._check_hs_token(request)) is not None:
             return denied
+        with self._intake.storing():
+            return await self._put_transaction(request, started)
+
+    async def _put_transaction(self, request: web.Request, started: float) -> web.Response:
         txn_id = request.match_info["txn_id"]
         try:
             validate_txn_id(txn_id)

@@ -1,12 +1,14 @@
 """``RoomWorkers``: one worker per room handles its queue strictly in order.
 
 At most ``max_concurrent_rooms`` workers hold a slot at a time, and a worker holds its
-slot only while it calls handlers (up to ``SLICE`` events, then it yields the loop). A
-failing event is retried with backoff *outside* the slot, so rooms that cannot be served
-do not keep the others waiting; its room keeps only that event's transaction in memory
-and leaves its later events to the database (spilled). A ``TransientError`` is retried
-with capped backoff without using up attempts; any other error is retried
-``max_attempts`` times, then the event is dead-lettered (``dead_letter``).
+slot only while it calls handlers (up to ``SLICE`` events, then it yields the loop); all
+workers share a time budget per turn of the event loop (``TurnBudget``), so an ack is
+not queued behind every room's slice. A failing event is retried with backoff *outside*
+the slot, so rooms that cannot be served do not keep the others waiting; its room keeps
+only that event's transaction in memory and leaves its later events to the database
+(spilled). A ``TransientError`` is retried with capped backoff without using up
+attempts; any other error is retried ``max_attempts`` times, then the event is
+dead-lettered (``dead_letter``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,43 @@ log = logging.getLogger("santeguard.dispatch")
 
 # Longest a room worker steps aside for ingest before it handles a slice anyway.
 MAX_STEP_ASIDE_S = 0.05
+# Handler time all room workers together may take in one turn of the event loop.
+TURN_BUDGET_S = 0.0005
+
+
+class TurnBudget:
+    """Bounds the handlers' time per turn of the event loop, shared by every room worker.
+
+    asyncio runs every callback that was ready when a turn began before it looks at the
+    sockets again, and a handler that never suspends (most of the traffic: megolm events
+    that call for nothing) runs without giving the loop back. Without a shared bound, ten
+    rooms' slices would all run before an incoming ack request is even read. Once the
+    budget is spent, workers stop at their next event; the budget is renewed one turn
+    later, *after* the callbacks of that turn's I/O (an ack's bytes), so those run first.
+    """
+
+    def __init__(self, seconds: float = TURN_BUDGET_S) -> None:
+        self._seconds = seconds
+        self._deadline: float | None = None
+        self._renewing = False
+
+    def spent(self) -> bool:
+        now = time.perf_counter()
+        if self._deadline is None:
+            self._deadline = now + self._seconds
+            return False
+        if now < self._deadline:
+            return False
+        if not self._renewing:
+            self._renewing = True
+            # Queued next turn, from where it is queued behind that turn's I/O callbacks.
+            loop = asyncio.get_running_loop()
+            loop.call_soon(loop.call_soon, self._renew)
+        return True
+
+    def _renew(self) -> None:
+        self._deadline = None
+        self._renewing = False
 
 # What one try of a room's head event came to.
 _DONE: Final = "done"
@@ -70,12 +109,14 @@ class RoomWorkers:
         self._count_retry = metrics.handled.labels(outcome="retry")
         self._dead_letters = DeadLetters(store, metrics, state.db, backoff)
         self._intake = store.intake
+        self._budget = TurnBudget()
 
     async def run(self, room: Room) -> None:
         """The room's worker: handle its queue until it is empty."""
         st = self._state
         queue = room.queue
         intake = self._intake
+        budget = self._budget
         try:
             while queue:
                 delay = 0.0
@@ -86,7 +127,12 @@ class RoomWorkers:
                 forced = intake.busy and not await intake.wait_idle(MAX_STEP_ASIDE_S)
                 async with self._sem:
                     n = handled = 0
-                    while queue and n < SLICE and (forced or not intake.busy):
+                    while (
+                        queue
+                        and n < SLICE
+                        and (forced or not intake.busy)
+                        and (n == 0 or not budget.spent())
+                    ):
                         item = queue[0]
                         outcome = await self._attempt(room, item)
                         if outcome == _RETRY:

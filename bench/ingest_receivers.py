@@ -290,6 +290,9 @@ def serve_santeguard(
         await app.start()
         if traffic != "plain":
             await protect(app, ProductionTraffic())
+        from bridge.app.runtime import tune_after_start
+
+        tune_after_start()  # as ``santeguard run`` does once started
         profiler = _Profiler(profile) if profile else None
         if profiler is not None:
             profiler.start()

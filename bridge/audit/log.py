@@ -21,6 +21,7 @@ from typing import Any
 from mautrix.util.async_db import Database, Scheme
 
 from bridge.audit.chain import GENESIS, ChainCheck, check_chain, entry_hash
+from bridge.db.replay import needs_sync
 from bridge.db.sqlite_writer import SQLiteWriter
 from bridge.db.txn import write_transaction
 
@@ -65,8 +66,10 @@ class AuditLog:
     durable, except with ``synced=False``: the entry is committed (a crash of SantéGuard
     keeps it) and reaches the disk within milliseconds (SQLite: see
     ``bridge.db.sqlite_writer``; PostgreSQL: ``synchronous_commit = off`` for that
-    commit, flushed by the WAL writer). The gate's refusals use it: they wait for the
-    commit, not for an fsync, and a batch holding any synced entry is fsync'd whole.
+    commit, flushed by the WAL writer). The gate's refusals use it, and so does what the
+    dispatcher records while handling a stored event (a replay records it again): they
+    wait for the commit, not for an fsync; a batch holding any synced entry is fsync'd
+    whole.
 
     One chain, whoever appends: on PostgreSQL, several replicas append to the same log,
     so each batch is chained at commit time, under a transaction-level advisory lock, onto
@@ -133,10 +136,12 @@ class AuditLog:
         room_id: str | None = None,
         subject: str | None = None,
         details: dict[str, Any] | None = None,
-        synced: bool = True,
+        synced: bool | None = None,
     ) -> str:
         """Append one entry; return its hash once it is committed (see the class's doc
-        for ``synced``)."""
+        for ``synced``; None: synced unless a replay would record it again,
+        ``bridge.db.replay``)."""
+        synced = needs_sync(synced)
         details_json = _DETAILS.encode(details or {})
         ts = int(self._clock() * 1000)
         entry: tuple[Any, ...] = (ts, actor, action, room_id, subject, details_json)

@@ -34,7 +34,7 @@ class AuditPort(Protocol):
         room_id: str | None = None,
         subject: str | None = None,
         details: dict[str, Any] | None = None,
-        synced: bool = True,
+        synced: bool | None = None,
     ) -> str: ...
 
 

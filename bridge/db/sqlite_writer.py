@@ -27,12 +27,14 @@ in flight (``bridge.spine.queue.IntakeActivity``).
 
 **Synced later** (``run(..., synced=False)``). A call that must be committed before its
 caller goes on, but whose caller tells no other system "stored" (the gate's refusals:
-the homeserver refuses whatever the audit does), may be committed without its own
-fsync: it is in the WAL when ``run`` returns (a crash of SantéGuard keeps it) and on
-disk at the next fsync'd commit (any group holding a synced call fsyncs the whole WAL,
-earlier frames included) or at the latest ``SYNC_LATER_S`` after, when the writer
-fsyncs the WAL itself. Only a power loss or OS crash inside that window can take it
-back. With ``synchronous=FULL``, such a call alone runs inline, as with ``NORMAL``.
+the homeserver refuses whatever the audit does; whatever a handler of a stored event
+writes, which a replay writes again, see ``bridge.db.replay``; done marks), may be
+committed without its own fsync: it is in the WAL when ``run`` returns (a crash of
+SantéGuard keeps it) and on disk at the next fsync'd commit (any group holding a synced
+call fsyncs the whole WAL, earlier frames included) or at the latest ``SYNC_LATER_S``
+after, when the writer fsyncs the WAL itself. Only a power loss or OS crash inside that
+window can take it back. With ``synchronous=FULL``, such a call alone runs inline, as
+with ``NORMAL`` (never while the writer fsyncs the WAL: the write could wait for it).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
+
+from bridge.db.replay import needs_sync
 
 T = TypeVar("T")
 BUSY_TIMEOUT_S = 5.0
@@ -81,12 +85,17 @@ class SQLiteWriter:
             self._conn = conn
         return self._conn
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T], *, synced: bool = True) -> T:
+    async def run(
+        self, fn: Callable[[sqlite3.Connection], T], *, synced: bool | None = None
+    ) -> T:
         """Run ``fn`` in a write transaction; return its result once committed (and, if
         ``synced``, once on disk as ``synchronous`` says; else see the module's doc).
+        ``synced`` None: synced unless called while handling a stored event
+        (``bridge.db.replay``).
 
         ``fn`` must not begin or end transactions itself. Calls are committed in order.
         """
+        synced = needs_sync(synced)
         done, value = self.try_now(fn, synced=synced)
         if done:
             return value  # type: ignore[no-any-return]
@@ -96,11 +105,11 @@ class SQLiteWriter:
             self._flusher = asyncio.create_task(self._flush(), name="santeguard-sqlite-writer")
         return await future
 
-    def try_now(self, fn: _Work, *, synced: bool = True) -> tuple[bool, Any]:
+    def try_now(self, fn: _Work, *, synced: bool | None = None) -> tuple[bool, Any]:
         """Commit ``fn`` at once on the event loop if that needs no fsync and nothing is
         queued: ``(True, result)``; ``(False, None)`` if it must go through ``run``
         (a commit with fsync, a busy writer or database). Never suspends."""
-        later = not synced and self._synchronous == "FULL"
+        later = not needs_sync(synced) and self._synchronous == "FULL"
         if not (
             (self._inline or later)
             and self._flusher is None
@@ -121,7 +130,7 @@ class SQLiteWriter:
         raise value
 
     async def executemany(
-        self, sql: str, rows: list[tuple[Any, ...]], *, synced: bool = True
+        self, sql: str, rows: list[tuple[Any, ...]], *, synced: bool | None = None
     ) -> None:
         """Run ``sql`` (with ``$n`` or ``?`` placeholders) for every row, in one commit."""
         query = re.sub(r"\$\d+", "?", sql)

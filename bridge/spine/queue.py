@@ -291,7 +291,9 @@ class EventQueueStore:
         now = _now_ms()
         rows = [(now, seq) for seq in seqs]
         if self._writer is not None:
-            await self._writer.executemany(_MARK_DONE.format("$1", "$2"), rows)
+            # A done mark lost to a power cut means the transaction is handled again,
+            # which handlers allow for (bridge.db.replay): no fsync of its own.
+            await self._writer.executemany(_MARK_DONE.format("$1", "$2"), rows, synced=False)
             return
         async with self.db.acquire() as conn, conn.transaction():  # type: ignore[var-annotated]
             await conn.executemany(_MARK_DONE.format("$1", "$2"), rows)

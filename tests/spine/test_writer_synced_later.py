@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge.db.replay import replayable
 from bridge.db.sqlite_writer import SYNC_LATER_S, SQLiteWriter
 
 FULL, NORMAL = 2, 1
@@ -132,3 +133,17 @@ async def test_with_normal_everything_is_unsynced_and_nothing_extra_runs(
         assert w.wal_syncs == 0
     finally:
         await w.close()
+
+
+async def test_writes_made_while_handling_a_stored_event_are_synced_later(
+    writer: SQLiteWriter,
+) -> None:
+    """The dispatcher marks its handler calls ``replayable`` (bridge.db.replay): what
+    they write is written again by a replay, so it skips its own fsync; a task started
+    there inherits the mark. Outside, and when the caller says ``synced=True``, FULL."""
+    assert await writer.run(insert(1)) == FULL
+    with replayable():
+        assert await writer.run(insert(2)) == NORMAL
+        assert await asyncio.create_task(writer.run(insert(3))) == NORMAL
+        assert await writer.run(insert(4), synced=True) == FULL
+    assert await writer.run(insert(5)) == FULL

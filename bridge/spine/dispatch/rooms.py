@@ -19,6 +19,7 @@ import time
 from typing import Final
 
 from bridge.core.errors import TransientError
+from bridge.db.replay import replayable
 from bridge.ops.metrics import Metrics
 from bridge.spine.dispatch.dead_letter import DeadLetters, safe
 from bridge.spine.dispatch.model import (
@@ -165,7 +166,8 @@ class RoomWorkers:
         ev = item.event
         start = time.perf_counter()
         try:
-            acted = await self._handler(ev)
+            with replayable():  # what it writes, a replay writes again (bridge.db.replay)
+                acted = await self._handler(ev)
         except asyncio.CancelledError:
             raise
         except TransientError as e:

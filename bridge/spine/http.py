@@ -25,7 +25,7 @@ from aiohttp import web
 from bridge.core.antispam import DECIDED_CALLBACKS, NOT_DECIDED, GatePort, payload_problem
 from bridge.ops.metrics import Metrics
 from bridge.spine.ephemeral import receipt_events
-from bridge.spine.queue import IntakeActivity
+from bridge.spine.queue import IntakeActivity, is_transient_db_error
 from bridge.spine.validate import TransactionError, validate_transaction, validate_txn_id
 
 log = logging.getLogger("santeguard.http")
@@ -205,9 +205,18 @@ class AppserviceServer:
             return self._bad_body(e)
         try:
             seq = await self._store_txn(txn_id, body, len(events))
-        except Exception:
+        except Exception as e:
             # Not acked: the homeserver keeps the transaction and retries it later.
-            log.exception("Could not store transaction; the homeserver will retry it")
+            if is_transient_db_error(e):
+                # One line per refused retry while the database is down, no traceback:
+                # the outage itself is reported once (metrics, /ready, the admin alert).
+                log.warning(
+                    "Could not store transaction (database unavailable: %s); "
+                    "the homeserver will retry it",
+                    type(e).__name__,
+                )
+            else:
+                log.exception("Could not store transaction; the homeserver will retry it")
             return error(503, "M_UNKNOWN", "storage unavailable, retry later")
         if seq is not None:
             self._metrics.transactions.labels(outcome="stored").inc()

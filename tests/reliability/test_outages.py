@@ -113,7 +113,9 @@ def private_pg() -> Iterator[privatepg.PrivatePostgres]:
         pg.destroy()
 
 
-async def test_postgres_restart(private_pg: privatepg.PrivatePostgres, tmp_path: Path) -> None:
+async def test_postgres_restart(
+    private_pg: privatepg.PrivatePostgres, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     pg = private_pg
     # The leader, a process of its own (it exits when it loses the lease, as designed).
     leader_cfg = make_config(pg.dsn, cluster={**CLUSTER, "replica_id": "a"})
@@ -148,6 +150,11 @@ async def test_postgres_restart(private_pg: privatepg.PrivatePostgres, tmp_path:
             await until(lambda: _async(leader.poll() is not None), "the leader exits")
             figure("postgres: leader exit code", leader.returncode)
             requests = await _traffic(api, OUTAGE_SECONDS)
+            # Each refused transaction is one line, not a traceback flooding the log.
+            refusals = [
+                r for r in caplog.records if r.getMessage().startswith("Could not store trans")
+            ]
+            assert refusals and not [r for r in refusals if r.exc_info], "tracebacks logged"
             down = fragment(FR["alert.outage_down.database"])
             await until(lambda: _async(alerts.matching(down)), "the database-down alert")
             memory.sample("during")

@@ -89,9 +89,7 @@ async def test_verify_whois_and_annuaire(identity_stack: DevStack) -> None:
         await doc.create_room(initial_state=ENCRYPTED)
     mine = {doc_user.user_id, other_user.user_id}  # other tests bind people too
     bound = [
-        e
-        for e in await sg.audit.recent(200)
-        if e.action == "identity.bound" and e.subject in mine
+        e for e in await sg.audit.recent(200) if e.action == "identity.bound" and e.subject in mine
     ]
     assert {e.subject for e in bound} == mine
     assert all(e.actor == admin.user_id for e in bound)

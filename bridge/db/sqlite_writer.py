@@ -14,16 +14,21 @@ for it, then are committed together, in arrival order, in the next transaction: 
 savepoint, so one that fails is rolled back alone and the others still commit.
 
 **Where commits run.** With ``synchronous=FULL`` (the default) a commit waits for an
-fsync, which must not stall the event loop (the synchronous gate shares it), so commits
-run in a worker thread. With ``synchronous=NORMAL`` a commit is a WAL append without
-fsync (~0.1 ms), so it is tried inline on the event loop when nothing is queued: a hop
-to a thread costs more than that. The inline attempt never waits for a lock
-(busy_timeout 0): another connection holding the write lock may need this very loop to
-reach its COMMIT, so waiting here would deadlock; a busy database sends the call to the
-thread, which retries. In the thread, the commit gets the GIL back after each SQLite
-call; while the event loop runs Python without pause that can take the whole switch
-interval each time, which is why the dispatcher steps aside while an intake commit is
-in flight (``bridge.spine.queue.IntakeActivity``).
+fsync, which must not stall the event loop (the synchronous gate shares it). When
+nothing is queued, a call is committed on the event loop without fsync (a WAL append,
+~0.1 ms) and the WAL is then fsync'd in the worker thread before ``run`` returns: the
+same guarantee as a ``FULL`` commit (the commit frame is on disk before the caller
+goes on), for one GIL hand-back in all, where a commit in the thread needs one after
+every SQLite call, and while the event loop runs Python without pause each can take the
+whole switch interval (which is also why the dispatcher steps aside while ingest is
+under way, ``bridge.spine.queue.IntakeActivity``). Callers waiting for the same fsync
+share it. Otherwise (something queued, an fsync running, another connection holding
+the lock) the call goes to the thread, where calls are grouped and committed with
+``synchronous=FULL``. With ``synchronous=NORMAL`` there is no fsync to wait for: the
+commit is tried inline, and goes to the thread only when the database is busy. The
+inline attempt never waits for a lock (busy_timeout 0): another connection holding the
+write lock may need this very loop to reach its COMMIT, so waiting here would
+deadlock; a busy database sends the call to the thread, which retries.
 
 **Synced later** (``run(..., synced=False)``). A call that must be committed before its
 caller goes on, but whose caller tells no other system "stored" (the gate's refusals:
@@ -68,9 +73,12 @@ class SQLiteWriter:
         self._conn: sqlite3.Connection | None = None
         self._queue: list[tuple[_Work, asyncio.Future[Any], bool]] = []
         self._flusher: asyncio.Task[None] | None = None
-        self._unsynced = False  # a commit without fsync is in the WAL, not yet on disk
+        # Commits without fsync so far, and how many of them are known to be on disk.
+        self._written = 0
+        self._durable = 0
         self._syncer: asyncio.Task[None] | None = None
-        self._fsyncing = False  # the WAL's fsync is running in the worker thread
+        self._wal_sync: asyncio.Task[None] | None = None  # the WAL's fsync, in the thread
+        self._dir_synced = False
         self.commits = 0  # transactions committed (a group counts once)
         self.busy_retries = 0  # tries put off because another connection held the lock
         self.wal_syncs = 0  # fsyncs of the WAL made for commits that were synced later
@@ -85,9 +93,7 @@ class SQLiteWriter:
             self._conn = conn
         return self._conn
 
-    async def run(
-        self, fn: Callable[[sqlite3.Connection], T], *, synced: bool | None = None
-    ) -> T:
+    async def run(self, fn: Callable[[sqlite3.Connection], T], *, synced: bool | None = None) -> T:
         """Run ``fn`` in a write transaction; return its result once committed (and, if
         ``synced``, once on disk as ``synchronous`` says; else see the module's doc).
         ``synced`` None: synced unless called while handling a stored event
@@ -96,6 +102,13 @@ class SQLiteWriter:
         ``fn`` must not begin or end transactions itself. Calls are committed in order.
         """
         synced = needs_sync(synced)
+        if synced and self._synchronous == "FULL":
+            # The WAL write on the loop, its fsync in the thread: one GIL hand-back in
+            # all, where a commit in the thread needs one per SQLite call.
+            done, value = self.try_now(fn, synced=False)
+            if done:
+                await self.wal_on_disk()
+                return value  # type: ignore[no-any-return]
         done, value = self.try_now(fn, synced=synced)
         if done:
             return value  # type: ignore[no-any-return]
@@ -114,7 +127,7 @@ class SQLiteWriter:
             (self._inline or later)
             and self._flusher is None
             and not self._queue
-            and not self._fsyncing  # a write to the WAL could wait for it, loop and all
+            and self._wal_sync is None  # a write to the WAL could wait for it, loop and all
         ):
             return False, None
         try:
@@ -136,10 +149,34 @@ class SQLiteWriter:
         query = re.sub(r"\$\d+", "?", sql)
         await self.run(lambda c: c.executemany(query, rows), synced=synced)
 
+    @property
+    def _unsynced(self) -> bool:
+        """A commit without fsync is in the WAL, not yet known to be on disk."""
+        return self._durable < self._written
+
     def _sync_soon(self) -> None:
-        self._unsynced = True
         if self._syncer is None:
             self._syncer = asyncio.create_task(self._sync_later(), name="santeguard-wal-sync")
+
+    async def wal_on_disk(self) -> None:
+        """Return once every commit made so far is on disk: an fsync of the WAL that
+        began after the last of them (one fsync serves every caller waiting for it).
+        Raises ``OSError`` if the fsync fails (the commits stay unsynced)."""
+        target = self._written
+        while self._durable < target:
+            if self._wal_sync is None:
+                self._wal_sync = asyncio.create_task(
+                    self._sync_round(), name="santeguard-wal-fsync"
+                )
+            await asyncio.shield(self._wal_sync)
+
+    async def _sync_round(self) -> None:
+        mark = self._written
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._fsync_wal)
+        finally:
+            self._wal_sync = None
+        self._durable = max(self._durable, mark)
 
     async def _sync_later(self) -> None:
         """Fsync the WAL ``SYNC_LATER_S`` after a commit without fsync, unless a synced
@@ -147,18 +184,8 @@ class SQLiteWriter:
         try:
             while self._unsynced:
                 await asyncio.sleep(SYNC_LATER_S)
-                if not self._unsynced:
-                    break
-                self._unsynced = False
-                self._fsyncing = True
-                try:
-                    await asyncio.get_running_loop().run_in_executor(
-                        self._executor, self._fsync_wal
-                    )
-                except OSError:
-                    self._unsynced = True
-                finally:
-                    self._fsyncing = False
+                with contextlib.suppress(OSError):
+                    await self.wal_on_disk()
         finally:
             self._syncer = None
 
@@ -168,6 +195,15 @@ class SQLiteWriter:
             os.fsync(fd)
         finally:
             os.close(fd)
+        if not self._dir_synced:
+            # As SQLite does for a WAL it created: its directory entry must be on disk
+            # too, or a power loss could take the whole file.
+            fd = os.open(os.path.dirname(os.path.abspath(self._path)), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._dir_synced = True
         self.wal_syncs += 1
 
     async def _flush(self) -> None:
@@ -203,13 +239,16 @@ class SQLiteWriter:
         if later:
             conn.execute("PRAGMA synchronous = NORMAL")
             try:
-                return self._transaction(conn, fns)
+                outcomes = self._transaction(conn, fns)
             finally:
                 conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-        unsynced = self._unsynced
+            self._written += 1
+            return outcomes
+        covered = self._written
         outcomes = self._transaction(conn, fns)
-        if unsynced and self._synchronous == "FULL":
-            self._unsynced = False  # this commit's fsync covered the earlier frames too
+        if self._synchronous == "FULL":
+            # This commit's fsync covered the earlier frames too.
+            self._durable = max(self._durable, covered)
         return outcomes
 
     def _transaction(self, conn: sqlite3.Connection, fns: list[_Work]) -> list[_Outcome]:
@@ -273,8 +312,8 @@ class SQLiteWriter:
                 self._syncer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._syncer
-            if self._unsynced and self._conn is not None:
-                await asyncio.get_running_loop().run_in_executor(self._executor, self._fsync_wal)
+            if self._conn is not None:
+                await self.wal_on_disk()
             if self._conn is not None:
                 conn, self._conn = self._conn, None
                 await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)

@@ -52,10 +52,7 @@ def _mail(n: int, extra: bytes = b"") -> bytes:
         b"A001 OK fake tagged reply\r\n"
         b")\r\n"
         b"(unbalanced ( parentheses\r\n"
-        b"\r\n"
-        + b"x" * 990 + b"\r\n"
-        + extra
-        + b"end\r\n"
+        b"\r\n" + b"x" * 990 + b"\r\n" + extra + b"end\r\n"
     )
 
 
@@ -118,9 +115,7 @@ async def _refusal(settings: ImapSettings) -> MailboxUnavailable:
     return info.value
 
 
-async def test_uidvalidity_is_stable_across_restart(
-    dovecot: Dovecot, mailbox: ImapMailbox
-) -> None:
+async def test_uidvalidity_is_stable_across_restart(dovecot: Dovecot, mailbox: ImapMailbox) -> None:
     first = await mailbox.connect()
     assert first > 0 and mailbox.uidvalidity == first
     await dovecot.restart()
@@ -231,9 +226,7 @@ async def test_restart_breaks_the_session_and_reconnect_continues(
     assert len(await mailbox.uids_after(last)) == 1
 
 
-async def test_restart_during_idle_raises_promptly(
-    dovecot: Dovecot, mailbox: ImapMailbox
-) -> None:
+async def test_restart_during_idle_raises_promptly(dovecot: Dovecot, mailbox: ImapMailbox) -> None:
     await mailbox.connect()
     await mailbox.uids_after(0)
     waiting = asyncio.create_task(mailbox.wait(60))
@@ -298,11 +291,24 @@ async def test_client_certificate_refused_during_handshake(
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = await asyncio.create_subprocess_exec(
-        openssl, "s_server", "-quiet", "-accept", f"127.0.0.1:{port}",
-        "-cert", str(pki.server_cert), "-key", str(pki.server_key),
-        "-CAfile", str(pki.ca_cert), "-Verify", "1", "-verify_return_error", version,
+        openssl,
+        "s_server",
+        "-quiet",
+        "-accept",
+        f"127.0.0.1:{port}",
+        "-cert",
+        str(pki.server_cert),
+        "-key",
+        str(pki.server_key),
+        "-CAfile",
+        str(pki.ca_cert),
+        "-Verify",
+        "1",
+        "-verify_return_error",
+        version,
         stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     cert, key = (
         (None, None) if client == "none" else (pki.foreign_client_cert, pki.foreign_client_key)

@@ -342,10 +342,12 @@ async def test_memory_stays_flat_while_rooms_fail(db: Database, store: EventQueu
                 f"stuck {len(disp.stuck_rooms())}"
             )
             # The previous dispatcher kept the failing rooms' 2,224 events: +3.4 MB here.
-            # Bounded, what is left after the run is small (measured: +0.02 to +0.06 MB),
-            # and the peak is at most the cap's worth of events plus slack.
+            # Bounded, what is left after the run is small (measured: +0.02 to +0.23 MB),
+            # and the peak is at most the cap's worth of events plus slack: the dispatcher
+            # steps aside while transactions keep coming, so the cap is reached (measured
+            # 5.3 MB then; unbounded, the 24,000 events would hold ~46 MB).
             assert after - before < cap * 1_000 + 500_000
-            assert peak < cap * 3_000 + 2_000_000
+            assert peak < cap * 5_000 + 2_000_000
             assert disp.in_memory_peak <= cap
             assert len(disp.stuck_rooms()) == 8
             assert not any(r in handler.handled for r in bad)

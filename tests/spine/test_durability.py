@@ -66,12 +66,13 @@ async def test_every_acked_transaction_is_read_by_a_new_connection(db_uri: str) 
     assert app.config.database.sqlite_synchronous == "full"
     await app.start()
     try:
+        on_disk: set[str] | None = None
         if app.queue.writer is not None:
-            writer = await app.queue.writer.run(
-                lambda c: c.execute("PRAGMA synchronous").fetchone()[0]
-            )
-            assert writer == FULL
+            writer = app.queue.writer
+            conn = writer._connection()
+            assert conn.execute("PRAGMA synchronous").fetchone()[0] == FULL
             assert await app.db.fetchval("PRAGMA synchronous") == FULL
+            on_disk = _watch_fsyncs(writer, db_uri)
         base = app.config.appservice.address
         for t in range(6):
             events = [message_event(f"!r{t % 2}:x", t * 10 + i) for i in range(1 + t % 3)]
@@ -80,8 +81,40 @@ async def test_every_acked_transaction_is_read_by_a_new_connection(db_uri: str) 
             assert await _stored_event_ids(db_uri, f"durable-{t}") == [
                 ev["event_id"] for ev in events
             ]
+            if on_disk is not None:  # and an fsync after its commit made it durable
+                assert f"durable-{t}" in on_disk
     finally:
         await app.stop()
+
+
+def _watch_fsyncs(writer: Any, db_uri: str) -> set[str]:
+    """The txn IDs that an fsync of the SQLite writer covered: those visible to another
+    connection when the WAL's fsync began, or committed by a commit with its own fsync."""
+    covered: set[str] = set()
+
+    def visible() -> set[str]:
+        conn = sqlite3.connect(URL(db_uri).path)
+        try:
+            return {r[0] for r in conn.execute("SELECT txn_id FROM txn")}
+        finally:
+            conn.close()
+
+    fsync_wal, execute = writer._fsync_wal, writer._execute
+
+    def watched_fsync() -> None:
+        seen = visible()
+        fsync_wal()
+        covered.update(seen)
+
+    def watched_execute(fns: Any, *, later: bool = False) -> Any:
+        outcomes = execute(fns, later=later)
+        if not later:  # committed with synchronous=FULL: its own fsync
+            covered.update(visible())
+        return outcomes
+
+    writer._fsync_wal = watched_fsync
+    writer._execute = watched_execute
+    return covered
 
 
 @pytest.mark.parametrize("db_uri", ["sqlite"], indirect=True)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,53 +61,116 @@ async def test_unsynced_call_is_committed_then_the_wal_is_fsynced(writer: SQLite
     assert writer.wal_syncs == 0
     await settle()
     assert writer.wal_syncs == 1
-    assert await writer.run(insert(2)) == FULL  # the connection is back to FULL
+    await writer.run(insert(2))  # synced: its own fsync of the WAL, before it returns
+    assert writer.wal_syncs == 2
     await settle()
-    assert writer.wal_syncs == 1
+    assert writer.wal_syncs == 2
+    assert int(writer._connection().execute("PRAGMA synchronous").fetchone()[0]) == FULL
+
+
+async def test_a_synced_call_returns_after_an_fsync_that_began_after_its_commit(
+    writer: SQLiteWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[list[tuple[int, int]]] = []
+    fsync = writer._fsync_wal
+
+    def watched() -> None:
+        seen.append(rows(writer))  # what another connection sees when the fsync starts
+        fsync()
+
+    monkeypatch.setattr(writer, "_fsync_wal", watched)
+    await writer.run(insert(1))
+    assert seen == [[(1, NORMAL)]]  # the WAL write on the loop, then its fsync
+    assert not writer._unsynced
 
 
 async def test_a_synced_commit_covers_earlier_unsynced_ones(writer: SQLiteWriter) -> None:
     await writer.run(insert(1), synced=False)
-    await writer.run(insert(2))  # fsyncs the whole WAL, frame 1 included
+    await writer.run(insert(2))  # one fsync of the whole WAL, frame 1 included
+    assert writer.wal_syncs == 1
+    assert not writer._unsynced
     await settle()
-    assert writer.wal_syncs == 0
-    assert rows(writer) == [(1, NORMAL), (2, FULL)]
+    assert writer.wal_syncs == 1
+    assert rows(writer) == [(1, NORMAL), (2, NORMAL)]
 
 
-async def test_a_group_with_any_synced_call_is_synced(writer: SQLiteWriter) -> None:
-    # Hold the writer's thread busy so that both calls queue into one group.
-    gate = asyncio.Event()
+async def test_a_failed_fsync_fails_the_synced_call_and_is_tried_again(
+    writer: SQLiteWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fsync = writer._fsync_wal
+    calls = 0
+
+    def failing_once() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise OSError(5, "Input/output error")
+        fsync()
+
+    monkeypatch.setattr(writer, "_fsync_wal", failing_once)
+    with pytest.raises(OSError):
+        await writer.run(insert(1))  # an intake answers 503: nothing is acked
+    assert writer._unsynced
+    await settle()  # the writer's own retry
+    assert not writer._unsynced
+    assert calls == 2
+
+
+async def test_concurrent_synced_calls_all_return_on_disk(writer: SQLiteWriter) -> None:
+    await asyncio.gather(*(writer.run(insert(n)) for n in range(20)))
+    assert [r[0] for r in rows(writer)] == list(range(20))
+    assert not writer._unsynced
+
+
+def hold_fsync(writer: SQLiteWriter, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """The WAL's fsync waits for the returned event, in the writer's thread: calls made
+    meanwhile queue up (nothing is written to the WAL while it is fsynced)."""
+    release = threading.Event()
+    fsync = writer._fsync_wal
+
+    def held() -> None:
+        release.wait(10)
+        fsync()
+
+    monkeypatch.setattr(writer, "_fsync_wal", held)
+    return release
+
+
+async def test_a_group_with_any_synced_call_is_synced(
+    writer: SQLiteWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = hold_fsync(writer, monkeypatch)
     loop = asyncio.get_running_loop()
-    block = loop.create_task(
-        writer.run(lambda c: asyncio.run_coroutine_threadsafe(gate.wait(), loop).result())
-    )
+    first = loop.create_task(writer.run(insert(0)))
     await asyncio.sleep(0.05)
     calls = [
         loop.create_task(writer.run(insert(1), synced=False)),
         loop.create_task(writer.run(insert(2))),
     ]
     await asyncio.sleep(0.05)
-    gate.set()
-    await block
-    assert await asyncio.gather(*calls) == [FULL, FULL]
+    release.set()
+    assert await first == NORMAL
+    assert await asyncio.gather(*calls) == [FULL, FULL]  # one group, committed with fsync
     await settle()
-    assert writer.wal_syncs == 0
+    assert writer.wal_syncs == 1
+    assert not writer._unsynced
 
 
-async def test_an_unsynced_only_group_is_synced_later(writer: SQLiteWriter) -> None:
-    gate = asyncio.Event()
+async def test_an_unsynced_only_group_is_synced_later(
+    writer: SQLiteWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = hold_fsync(writer, monkeypatch)
     loop = asyncio.get_running_loop()
-    block = loop.create_task(
-        writer.run(lambda c: asyncio.run_coroutine_threadsafe(gate.wait(), loop).result())
-    )
+    first = loop.create_task(writer.run(insert(0)))
     await asyncio.sleep(0.05)
     calls = [loop.create_task(writer.run(insert(n), synced=False)) for n in (1, 2)]
     await asyncio.sleep(0.05)
-    gate.set()
-    await block
+    release.set()
+    await first
     assert await asyncio.gather(*calls) == [NORMAL, NORMAL]
     await settle()
-    assert writer.wal_syncs == 1
+    assert writer.wal_syncs == 2
+    assert not writer._unsynced
 
 
 async def test_close_fsyncs_what_is_still_unsynced(tmp_path: Path) -> None:
@@ -140,10 +205,16 @@ async def test_writes_made_while_handling_a_stored_event_are_synced_later(
 ) -> None:
     """The dispatcher marks its handler calls ``replayable`` (bridge.db.replay): what
     they write is written again by a replay, so it skips its own fsync; a task started
-    there inherits the mark. Outside, and when the caller says ``synced=True``, FULL."""
-    assert await writer.run(insert(1)) == FULL
+    there inherits the mark. Outside, and when the caller says ``synced=True``, synced."""
+
+    async def fsynced_before_return(call: Any) -> bool:
+        before = writer.wal_syncs
+        await call
+        return writer.wal_syncs > before
+
+    assert await fsynced_before_return(writer.run(insert(1)))
     with replayable():
-        assert await writer.run(insert(2)) == NORMAL
-        assert await asyncio.create_task(writer.run(insert(3))) == NORMAL
-        assert await writer.run(insert(4), synced=True) == FULL
-    assert await writer.run(insert(5)) == FULL
+        assert not await fsynced_before_return(writer.run(insert(2)))
+        assert not await fsynced_before_return(asyncio.create_task(writer.run(insert(3))))
+        assert await fsynced_before_return(writer.run(insert(4), synced=True))
+    assert await fsynced_before_return(writer.run(insert(5)))

@@ -78,6 +78,7 @@ class TurnBudget:
         self._deadline = None
         self._renewing = False
 
+
 # What one try of a room's head event came to.
 _DONE: Final = "done"
 _DEAD: Final = "dead"  # dead-lettered or given up: the room moves on

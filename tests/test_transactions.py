@@ -172,7 +172,7 @@ async def test_poisoned_event_is_marked_failed_and_room_moves_on(
     assert 'santeguard_events_handled_total{outcome="done"} 3.0' in metrics
     assert 'santeguard_events_handled_total{outcome="failed"} 1.0' in metrics
     # The transaction still completes: the dead letter is its record of that event.
-    assert await app.db.fetchval("SELECT status FROM txn WHERE txn_id = 'poison'") == "done"
+    assert await app.db.fetchval("SELECT status FROM txn WHERE txn_id = 'poison'") == "handled"
 
 
 @pytest.mark.parametrize(
@@ -263,7 +263,7 @@ async def test_custom_event_types_are_stored_and_counted(
     assert app.dispatcher is not None
     await app.dispatcher.wait_idle()
     assert rec.seen == []  # not a message: ignored by the handlers, but stored and done
-    assert await app.db.fetchval("SELECT status FROM txn WHERE txn_id = 'custom'") == "done"
+    assert await app.db.fetchval("SELECT status FROM txn WHERE txn_id = 'custom'") == "handled"
     assert 'santeguard_events_total{type="other"} 1.0' in app.metrics.render().decode()
 
 

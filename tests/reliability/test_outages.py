@@ -223,7 +223,7 @@ async def _admits(api: Endpoints) -> bool:
 async def _done(app: SanteGuard, txn_ids: tuple[str, ...]) -> bool:
     rows = await app.db.fetch("SELECT txn_id, status FROM txn")
     status = {r["txn_id"]: r["status"] for r in rows}
-    return all(status.get(t) == "done" for t in txn_ids)
+    return all(status.get(t) == "handled" for t in txn_ids)
 
 
 # -- the FHIR directory down -------------------------------------------------------------

@@ -401,7 +401,7 @@ async def test_lone_surrogate_room_id_is_dead_lettered_without_blocking(
     assert row is not None
     assert row["room_id"] == "!\\ud800:x"  # its ASCII escape, which any database stores
     assert (row["event_type"], row["attempts"]) == ("m.room.member", 3)
-    assert await db.fetchval("SELECT status FROM txn WHERE seq = $1", seq) == "done"
+    assert await db.fetchval("SELECT status FROM txn WHERE seq = $1", seq) == "handled"
 
 
 class BrokenDeadLetters(EventQueueStore):

@@ -227,6 +227,8 @@ class _Profiler:
     def __init__(self, out: str) -> None:
         self._out = out
         try:
+            if os.environ.get("SANTEGUARD_BENCH_CPROFILE"):  # self times instead of a tree
+                raise ImportError
             from pyinstrument import Profiler
         except ImportError:
             import cProfile
@@ -254,8 +256,9 @@ class _Profiler:
         import pstats
 
         self._cprofile.disable()
+        self._cprofile.dump_stats(self._out + ".prof")
         with open(self._out + ".txt", "w") as f:
-            pstats.Stats(self._cprofile, stream=f).sort_stats("tottime").print_stats(60)
+            pstats.Stats(self._cprofile, stream=f).sort_stats("tottime").print_stats(80)
 
 
 def serve_santeguard(

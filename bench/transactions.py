@@ -15,7 +15,11 @@ unprotected rooms).
 
 Prints events/s, ack p50/p99 and the ratios to the bare handler and to mautrix (each
 taken against the baselines of the same round; median of ``--repeat`` rounds), and for
-SantéGuard the rate at which the dispatcher had handled everything ("drained").
+SantéGuard the rate at which the dispatcher had handled everything ("drained"), and each
+receiver's CPU time per event over its run (µs, all its threads; SantéGuard's until
+drained, so its handlers' cost is in it): a figure that moves less with the machine's
+load than the rates. ``SANTEGUARD_BENCH_CPROFILE=1`` makes ``--profile`` use cProfile
+(self times, a ``.prof`` file) instead of pyinstrument.
 
     python -m bench.transactions --db sqlite --db sqlite-normal --db postgres
     python -m bench.transactions --db sqlite --profile /tmp/prof   # profile SantéGuard
@@ -68,6 +72,17 @@ class Run:
     elapsed: float
     latencies: list[float]
     drained: float | None = None  # until every event was handled (SantéGuard only)
+    cpu: float | None = None  # the receiver's CPU seconds over the same span (Linux)
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process ``pid`` (all its threads), from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _load(traffic: str, txns: int, events: int) -> Load:
@@ -92,7 +107,7 @@ async def _handled(s: aiohttp.ClientSession, port: int) -> float:
     return 0.0
 
 
-async def _drive(port: int, load: Load, prefix: str, drain: bool) -> Run:
+async def _drive(port: int, pid: int, load: Load, prefix: str, drain: bool) -> Run:
     url = f"http://127.0.0.1:{port}/_matrix/app/v1/transactions/{prefix}"
     headers = {"Authorization": f"Bearer {HS_TOKEN}", "Content-Type": "application/json"}
     lat: list[float] = []
@@ -107,6 +122,7 @@ async def _drive(port: int, load: Load, prefix: str, drain: bool) -> Run:
         for i, body in enumerate([*load.setup, *load.warmup]):
             await put(f"w{i}", body)
         start = time.perf_counter()
+        cpu0 = _cpu_seconds(pid)
         for i, body in enumerate(load.timed):
             t0 = time.perf_counter()
             await put(str(i), body)
@@ -119,6 +135,9 @@ async def _drive(port: int, load: Load, prefix: str, drain: bool) -> Run:
                     raise RuntimeError("SantéGuard did not handle every event in 120 s")
                 await asyncio.sleep(0.1)
             run.drained = time.perf_counter() - start
+        cpu1 = _cpu_seconds(pid)
+        if cpu0 is not None and cpu1 is not None:
+            run.cpu = cpu1 - cpu0
         return run
 
 
@@ -145,7 +164,7 @@ def _stop(proc: Any) -> None:
 def _run_receiver(target: Any, args: tuple[Any, ...], load: Load, prefix: str, drain: bool) -> Run:
     proc, port = _start(target, args)
     try:
-        return asyncio.run(_drive(port, load, prefix, drain))
+        return asyncio.run(_drive(port, proc.pid, load, prefix, drain))
     finally:
         _stop(proc)
 
@@ -208,7 +227,7 @@ def _report(results: dict[str, list[Run]], total: int) -> None:
     bare, maut = results[BARE], results[MAUTRIX]
     print(
         f"{'receiver':<40} {'events/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'÷bare':>6} {'÷mautrix':>8} {'drained/s':>10}"
+        f"{'÷bare':>6} {'÷mautrix':>8} {'drained/s':>10} {'cpu µs/ev':>9}"
     )
     for name, runs in results.items():
         rates = [total / r.elapsed for r in runs]
@@ -217,11 +236,13 @@ def _report(results: dict[str, list[Run]], total: int) -> None:
         run = _median_run(runs, total)
         lat = sorted(x * 1000 for x in run.latencies)
         drained = [total / r.drained for r in runs if r.drained]
+        cpu = [r.cpu * 1e6 / total for r in runs if r.cpu is not None]
         print(
             f"{name:<40} {total / run.elapsed:>9,.0f} {statistics.median(lat):>7.2f} "
             f"{quantile(lat, 0.99):>7.2f} {statistics.median(to_bare):>6.2f} "
             f"{statistics.median(to_maut):>8.2f} "
-            f"{(f'{statistics.median(drained):,.0f}' if drained else '-'):>10}"
+            f"{(f'{statistics.median(drained):,.0f}' if drained else '-'):>10} "
+            f"{(f'{statistics.median(cpu):.1f}' if cpu else '-'):>9}"
         )
 
 

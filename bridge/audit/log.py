@@ -100,9 +100,7 @@ class AuditLog:
 
     async def _insert_shared(self, entries: list[tuple[Any, ...]], synced: bool) -> list[str]:
         """Chain ``entries`` onto the database's head and commit them (PostgreSQL)."""
-        async with write_transaction(self.db) as conn:
-            if not synced:
-                await conn.execute("SET LOCAL synchronous_commit TO OFF")
+        async with write_transaction(self.db, synced=synced) as conn:
             await conn.execute(f"SELECT pg_advisory_xact_lock({AUDIT_LOCK})")
             head = await conn.fetchval("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1")
             if not head:

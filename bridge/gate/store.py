@@ -94,7 +94,8 @@ class RoomPolicyStore:
         if self._writer is not None:
             await self._writer.executemany(_UPSERT_MEMBER, values)
             return
-        await self.db.executemany(_UPSERT_MEMBER, values)
+        async with write_transaction(self.db, synced=None) as conn:
+            await conn.executemany(_UPSERT_MEMBER, values)
 
     async def rooms_of(self, user_id: str) -> list[str]:
         """Rooms where the user is joined or invited."""

@@ -87,7 +87,7 @@ class EventLedger:
         if self._writer is not None:
             await self._writer.executemany(_INSERT, rows)
             return
-        async with write_transaction(self.db) as conn:
+        async with write_transaction(self.db, synced=None) as conn:
             await conn.executemany(_INSERT, rows)
 
     async def candidates(self, room_id: str, before_ms: int, limit: int) -> list[LedgerEvent]:

@@ -25,7 +25,8 @@ from aiohttp import web
 from bridge.core.antispam import DECIDED_CALLBACKS, NOT_DECIDED, GatePort, payload_problem
 from bridge.ops.metrics import Metrics
 from bridge.spine.ephemeral import receipt_events
-from bridge.spine.queue import IntakeActivity, is_transient_db_error
+from bridge.spine.intake import IntakeActivity
+from bridge.spine.queue import is_transient_db_error
 from bridge.spine.validate import TransactionError, validate_transaction, validate_txn_id
 
 log = logging.getLogger("santeguard.http")

@@ -18,8 +18,6 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +26,9 @@ from mautrix.util.async_db import Database, Scheme
 
 from bridge.core.errors import TransientError
 from bridge.db.sqlite_writer import SQLiteWriter
+from bridge.db.txn import write_transaction
 from bridge.spine.ephemeral import receipt_events
+from bridge.spine.intake import IntakeActivity
 
 log = logging.getLogger("santeguard.queue")
 
@@ -40,8 +40,6 @@ RECENT_TXNS = 64
 ERROR_CHARS = 500
 #: Longest stretch of read-back parsing between two turns of the event loop.
 PARSE_SLICE_S = 0.0005
-#: How long ingest counts as under way after a transaction is stored (``IntakeActivity``).
-INGEST_GRACE_S = 0.002
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,63 +145,6 @@ _INSERT_TXN_NOTIFY = (
 # versions say 'done' (and ``done_at``, no longer written): anything but 'pending' is
 # handled.
 _MARK_DONE = "UPDATE txn SET status = 'handled' WHERE seq = {}"
-
-
-class IntakeActivity:
-    """Whether ingest is under way: while it is, the dispatcher steps aside.
-
-    Ingest comes first because the homeserver waits for each ack before it sends the
-    next transaction, and because a commit that runs in the writer's thread needs the
-    GIL back after every SQLite call: an event loop busy with handlers can hold it for
-    the whole switch interval each time (measured: a 0.4 ms commit took 26 ms). The
-    dispatcher's room workers check ``busy`` between events and ``wait_idle`` then.
-
-    Ingest stays busy for ``grace`` seconds after a transaction is stored: a homeserver
-    with a backlog sends the next one as soon as it has the ack, and handlers that
-    start in that gap would hold its ack back (measured: 0.10 of the bare handler's
-    rate without the grace, 0.27 with 2 ms). ``MAX_STEP_ASIDE_S`` in the dispatcher
-    bounds how long a stream of transactions can hold the handlers off.
-    """
-
-    def __init__(self, grace: float = INGEST_GRACE_S) -> None:
-        self._in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._grace = grace
-        self._until = 0.0  # perf_counter time the grace after the last commit ends
-
-    @property
-    def busy(self) -> bool:
-        return self._in_flight > 0 or time.perf_counter() < self._until
-
-    @contextmanager
-    def storing(self) -> Iterator[None]:
-        self._in_flight += 1
-        self._idle.clear()
-        try:
-            yield
-        finally:
-            self._in_flight -= 1
-            if not self._in_flight:
-                self._until = time.perf_counter() + self._grace
-                self._idle.set()
-
-    async def wait_idle(self, timeout: float) -> bool:
-        """Wait until ingest is idle; False if ``timeout`` passed first (the dispatcher
-        then handles a slice anyway: a stream of ingest never starves it)."""
-        end = time.perf_counter() + timeout
-        while self.busy:
-            left = end - time.perf_counter()
-            if left <= 0:
-                return False
-            if self._in_flight:
-                try:
-                    await asyncio.wait_for(self._idle.wait(), left)
-                except TimeoutError:
-                    return False
-            else:
-                await asyncio.sleep(min(left, self._until - time.perf_counter()))
-        return True
 
 
 class EventQueueStore:
@@ -338,7 +279,7 @@ class EventQueueStore:
             # which handlers allow for (bridge.db.replay): no fsync of its own.
             await self._writer.executemany(_MARK_DONE.format("$1"), rows, synced=False)
             return
-        async with self.db.acquire() as conn, conn.transaction():  # type: ignore[var-annotated]
+        async with write_transaction(self.db, synced=False) as conn:
             await conn.executemany(_MARK_DONE.format("$1"), rows)
 
     async def dead_letter(

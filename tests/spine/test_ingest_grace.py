@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bridge.spine.queue import INGEST_GRACE_S, IntakeActivity
+from bridge.spine.intake import INGEST_GRACE_S, IntakeActivity
 
 
 async def test_busy_while_storing_and_for_the_grace_after() -> None:

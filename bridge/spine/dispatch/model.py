@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from bridge.spine.queue import IntakeActivity, StoredTxn
+from bridge.spine.intake import IntakeActivity
+from bridge.spine.queue import StoredTxn
 
 # Returns True when the event called for work (its latency is then recorded).
 EventHandler = Callable[[dict[str, Any]], Awaitable[bool]]

@@ -8,8 +8,10 @@ suffix of the WAL's commits (each frame's checksum covers the ones before it), s
 such a write also loses the later done mark: the event is replayed and the write made
 again, exactly as after a crash a moment earlier. Those writes therefore need not pay an
 fsync each (``bridge.db.sqlite_writer``, "synced later"); the next synced commit, or the
-writer's timer, puts them on disk. The dispatcher marks its handler calls ``replayable``;
-writers read it when a call does not say.
+writer's timer, puts them on disk. PostgreSQL also recovers a prefix of its WAL: there
+they commit with ``synchronous_commit = off`` (``bridge.db.txn.write_transaction``). The
+dispatcher marks its handler calls ``replayable``; writers read it when a call does not
+say.
 """
 
 from __future__ import annotations

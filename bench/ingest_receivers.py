@@ -306,5 +306,6 @@ def serve_santeguard(
         await _until_sigterm()
         if profiler is not None:
             profiler.write()
+        await app.stop()  # its database threads end before the loop closes
 
     asyncio.run(main())

@@ -268,11 +268,14 @@ def serve_santeguard(
     homeserver: str,
     workdir: str,
     profile: str | None,
+    intake_only: bool,
     port: int,
     ready: Any,
 ) -> None:
     """SantéGuard with production defaults; ``traffic`` plain keeps the rooms unprotected
-    (as the older benchmark did, its clear messages would otherwise be redacted)."""
+    (as the older benchmark did, its clear messages would otherwise be redacted).
+    ``intake_only`` (a diagnostic, not a deployment): transactions are stored and acked
+    but never handed to the dispatcher, which shows what the intake costs alone."""
     from bridge.app import SanteGuard
 
     async def main() -> None:
@@ -293,6 +296,8 @@ def serve_santeguard(
         )
         logging.getLogger().setLevel(logging.ERROR)
         app = SanteGuard(cfg)
+        if intake_only:  # the server takes its hand-over when it is built, at start
+            app.leadership.stored = lambda seq, events: None  # type: ignore[method-assign]
         await app.start()
         if traffic != "plain":
             await protect(app, ProductionTraffic())

@@ -188,7 +188,13 @@ async def _drop_pg(uri: str) -> None:
 
 
 def _santeguard(
-    db: str, traffic: str, homeserver: str, load: Load, rnd: int, profile: str | None
+    db: str,
+    traffic: str,
+    homeserver: str,
+    load: Load,
+    rnd: int,
+    profile: str | None,
+    intake_only: bool = False,
 ) -> Run:
     tmp = tempfile.mkdtemp(prefix="sg-bench-")
     if db.startswith("sqlite"):
@@ -199,7 +205,11 @@ def _santeguard(
     out = os.path.join(profile, f"santeguard-{db}-r{rnd}") if profile else None
     try:
         return _run_receiver(
-            serve_santeguard, (uri, sync, traffic, homeserver, tmp, out), load, f"s{rnd}-", True
+            serve_santeguard,
+            (uri, sync, traffic, homeserver, tmp, out, intake_only),
+            load,
+            f"s{rnd}-",
+            not intake_only,
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # ~100 MB of transactions per run
@@ -226,7 +236,7 @@ def _median_run(runs: list[Run], total: int) -> Run:
 def _report(results: dict[str, list[Run]], total: int) -> None:
     bare, maut = results[BARE], results[MAUTRIX]
     print(
-        f"{'receiver':<40} {'events/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'receiver':<42} {'events/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
         f"{'÷bare':>6} {'÷mautrix':>8} {'drained/s':>10} {'cpu µs/ev':>9}"
     )
     for name, runs in results.items():
@@ -238,7 +248,7 @@ def _report(results: dict[str, list[Run]], total: int) -> None:
         drained = [total / r.drained for r in runs if r.drained]
         cpu = [r.cpu * 1e6 / total for r in runs if r.cpu is not None]
         print(
-            f"{name:<40} {total / run.elapsed:>9,.0f} {statistics.median(lat):>7.2f} "
+            f"{name:<42} {total / run.elapsed:>9,.0f} {statistics.median(lat):>7.2f} "
             f"{quantile(lat, 0.99):>7.2f} {statistics.median(to_bare):>6.2f} "
             f"{statistics.median(to_maut):>8.2f} "
             f"{(f'{statistics.median(drained):,.0f}' if drained else '-'):>10} "
@@ -264,6 +274,12 @@ def main() -> int:
     ap.add_argument("--profile", metavar="DIR", help="profile each SantéGuard receiver into DIR")
     ap.add_argument(
         "--no-floor", action="store_true", help="skip the durable floors (bare + one INSERT)"
+    )
+    ap.add_argument(
+        "--intake-only",
+        action="store_true",
+        help="diagnostic: also run SantéGuard with its dispatcher off (stored and acked, "
+        "never handled), to see what the intake costs alone",
     )
     args = ap.parse_args()
     dbs = args.db or ["sqlite", "sqlite-normal", "postgres"]
@@ -306,6 +322,10 @@ def _rounds(
             results.setdefault(f"SantéGuard ({db})", []).append(
                 _santeguard(db, args.traffic, homeserver, load, rnd, args.profile)
             )
+            if args.intake_only:
+                results.setdefault(f"SantéGuard intake only ({db})", []).append(
+                    _santeguard(db, args.traffic, homeserver, load, rnd, None, intake_only=True)
+                )
 
 
 if __name__ == "__main__":

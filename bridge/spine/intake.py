@@ -24,7 +24,7 @@ class IntakeActivity:
     with a backlog sends the next one as soon as it has the ack, and handlers that
     start in that gap would hold its ack back (measured: 0.10 of the bare handler's
     rate without the grace, 0.27 with 2 ms). ``MAX_STEP_ASIDE_S`` in the dispatcher
-    bounds how long a stream of transactions can hold the handlers off.
+    (0.5 s) bounds how long a stream of transactions can hold the handlers off.
     """
 
     def __init__(self, grace: float = INGEST_GRACE_S) -> None:

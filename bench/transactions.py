@@ -202,7 +202,8 @@ def _santeguard(
     else:
         uri = asyncio.run(_pg_database())
     sync = "normal" if db == "sqlite-normal" else "full"
-    out = os.path.join(profile, f"santeguard-{db}-r{rnd}") if profile else None
+    name = f"santeguard-{db}{'-intake' if intake_only else ''}-r{rnd}"
+    out = os.path.join(profile, name) if profile else None
     try:
         return _run_receiver(
             serve_santeguard,
@@ -324,7 +325,9 @@ def _rounds(
             )
             if args.intake_only:
                 results.setdefault(f"SantéGuard intake only ({db})", []).append(
-                    _santeguard(db, args.traffic, homeserver, load, rnd, None, intake_only=True)
+                    _santeguard(
+                        db, args.traffic, homeserver, load, rnd, args.profile, intake_only=True
+                    )
                 )
 
 

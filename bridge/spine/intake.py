@@ -25,14 +25,20 @@ class IntakeActivity:
     start in that gap would hold its ack back (measured: 0.10 of the bare handler's
     rate without the grace, 0.27 with 2 ms). ``MAX_STEP_ASIDE_S`` in the dispatcher
     (0.5 s) bounds how long a stream of transactions can hold the handlers off.
+
+    Waiting costs nothing per transaction: workers wait on one event, set by one timer
+    when the grace has run out with nothing stored meanwhile. (Each worker used to poll,
+    waking twice per transaction: with ten rooms waiting, twenty wake-ups, each creating
+    a task, between one ack and the next.)
     """
 
     def __init__(self, grace: float = INGEST_GRACE_S) -> None:
         self._in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._quiet = asyncio.Event()  # set: nothing stored for ``grace``
+        self._quiet.set()
         self._grace = grace
         self._until = 0.0  # perf_counter time the grace after the last commit ends
+        self._timer: asyncio.TimerHandle | None = None
 
     @property
     def busy(self) -> bool:
@@ -41,28 +47,40 @@ class IntakeActivity:
     @contextmanager
     def storing(self) -> Iterator[None]:
         self._in_flight += 1
-        self._idle.clear()
+        self._quiet.clear()
         try:
             yield
         finally:
             self._in_flight -= 1
             if not self._in_flight:
                 self._until = time.perf_counter() + self._grace
-                self._idle.set()
+                if self._timer is None:
+                    self._arm()
+
+    def _arm(self) -> None:
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, self._until - time.perf_counter())
+        self._timer = loop.call_later(delay, self._grace_over)
+
+    def _grace_over(self) -> None:
+        """The one timer: quiet if nothing was stored since; else the next commit's end,
+        or the grace it started, re-arms it."""
+        self._timer = None
+        if self._in_flight:
+            return  # its end arms the timer again
+        if time.perf_counter() < self._until:
+            self._arm()
+            return
+        self._quiet.set()
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until ingest is idle; False if ``timeout`` passed first (the dispatcher
         then handles a slice anyway: a stream of ingest never starves it)."""
-        end = time.perf_counter() + timeout
-        while self.busy:
-            left = end - time.perf_counter()
-            if left <= 0:
-                return False
-            if self._in_flight:
-                try:
-                    await asyncio.wait_for(self._idle.wait(), left)
-                except TimeoutError:
-                    return False
-            else:
-                await asyncio.sleep(min(left, self._until - time.perf_counter()))
+        if not self.busy:
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._quiet.wait()
+        except TimeoutError:
+            return not self.busy
         return True

@@ -153,6 +153,7 @@ class Dispatcher:
         if not st.done:
             return
         batch, st.done = st.done, []
+        st.marking += 1
         try:
             await self._store.mark_done(batch)
         except asyncio.CancelledError:
@@ -162,6 +163,8 @@ class Dispatcher:
             log.exception("Could not mark %d transactions done; will retry", len(batch))
             st.done = batch + st.done
             return
+        finally:
+            st.marking -= 1
         st.update_idle()
 
     async def _flush_loop(self) -> None:

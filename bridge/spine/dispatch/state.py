@@ -62,6 +62,10 @@ class DispatchState:
         self.in_memory = 0  # events queued in rooms (the tail is counted apart)
         self.peak = 0
         self.done: list[int] = []  # transactions to mark done at the next flush
+        # Done marks being committed: taken off ``done`` before their commit returns, so
+        # idleness must wait for them too (on PostgreSQL the commit suspends, and a room
+        # worker ending meanwhile would otherwise report idle with rows still pending).
+        self.marking = 0
 
     # -- the cap ----------------------------------------------------------------------
 
@@ -151,6 +155,7 @@ class DispatchState:
             and not self.reading
             and not self.wake.is_set()
             and not self.done
+            and not self.marking
         ):
             self.idle.set()
 

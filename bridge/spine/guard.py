@@ -167,8 +167,9 @@ class _GuardedConnection(asyncio.Protocol):
     def body_progress(self, now: float) -> None:
         request = self.request  # None: headers seen, the handler not started yet
         if request is not None and request.content.is_eof():
+            # No deadline while handling; the timer stays armed (it ignores this phase)
+            # so that the next phase's deadline, usually later, needs no new one.
             self.phase = Phase.HANDLING
-            self._cancel_timer()
             return
         self._set_deadline(min(now + self._guard.limits.body_timeout, self._body_cap))
 
@@ -182,7 +183,9 @@ class _GuardedConnection(asyncio.Protocol):
     # -- timer --------------------------------------------------------------------------
 
     def _set_deadline(self, deadline: float) -> None:
-        """Later deadlines are picked up when the timer fires (no re-arming per chunk)."""
+        """Later deadlines are picked up when the timer fires: no timer is made or
+        cancelled per chunk or per request (they were three per request), only when a
+        deadline is earlier than the armed timer or the timer fired early."""
         self._deadline = deadline
         if self._timer is None or self._timer.when() > deadline:
             self._cancel_timer()

@@ -197,7 +197,7 @@ class AppserviceServer:
         try:
             validate_txn_id(txn_id)
             body, data = await self._read_json(request)
-            events = validate_transaction(data)
+            events = validate_transaction(data, raw=body)
             if "ephemeral" in data or "de.sorunome.msc2409.ephemeral" in data:
                 events = [*events, *receipt_events(data)]  # as events_of reads them back
         except TransactionError as e:

@@ -9,14 +9,17 @@ this table stands on its own and needs no server or database.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 
+from bridge.core.antispam import encodable
 from bridge.spine.validate import (
     MAX_EVENT_TYPE_LEN,
     MAX_TXN_ID_LEN,
     TransactionError,
+    plain_json,
     validate_transaction,
     validate_txn_id,
 )
@@ -298,10 +301,56 @@ def refused(data: Any, reason: str, fragment: str, id: str, errcode: str = "M_BA
     ],
 )
 def test_transaction_refused(data: Any, errcode: str, reason: str, fragment: str) -> None:
-    with pytest.raises(TransactionError) as info:
-        validate_transaction(data)
-    err = info.value
+    # The same answer whether the raw body is given (the endpoint's fast path) or not,
+    # whichever way the body spells its strings.
+    for raw in (None, *_bodies(data)):
+        with pytest.raises(TransactionError) as info:
+            validate_transaction(data, raw=raw)
+        _check_refusal(info.value, errcode, reason, fragment)
+
+
+def _bodies(data: Any) -> list[bytes]:
+    """``data`` as a homeserver could send it: escaped to ASCII, or in raw UTF-8."""
+    return [
+        json.dumps(data).encode(),
+        json.dumps(data, ensure_ascii=False).encode("utf-8", "surrogatepass"),
+    ]
+
+
+def _check_refusal(err: TransactionError, errcode: str, reason: str, fragment: str) -> None:
     assert (err.errcode, err.reason) == (errcode, reason)
     assert fragment in err.message
     assert str(err) == err.message
     err.message.encode("utf-8")  # the 400 answer can always be sent (never echoes a value)
+
+
+# ---------------------------------------------------------------------------
+# plain_json: when the per-field encoding checks may be skipped
+
+
+@pytest.mark.parametrize(
+    ("raw", "plain"),
+    [
+        pytest.param(b'{"events":[]}', True, id="ascii-no-escape"),
+        pytest.param(b'{"a":"bXlfY2lwaGVydGV4dA=="}', True, id="base64-ciphertext"),
+        pytest.param(b'{"a":"\\ud800"}', False, id="lone-surrogate-escape"),
+        pytest.param(b'{"a":"\\u0000"}', False, id="nul-escape"),
+        pytest.param(b'{"a":"say \\"hi\\""}', False, id="any-escape"),
+        pytest.param('{"a":"Hélène"}'.encode(), False, id="utf8"),
+        pytest.param(b'{"a":"\xed\xa0\x80"}', False, id="utf8-encoded-surrogate"),
+    ],
+)
+def test_plain_json(raw: bytes, plain: bool) -> None:
+    assert plain_json(raw) is plain
+    if plain:  # and what it promises holds
+        strings = re.findall(r'"((?:[^"\\]|\\.)*)"', raw.decode())
+        assert all(encodable(v) and "\x00" not in v for v in strings)
+
+
+def test_every_bad_identifier_body_is_not_plain() -> None:
+    """Every body that holds an identifier the checks refuse is one they are run on."""
+    for _, value in LONE_SURROGATES:
+        for raw in _bodies({"events": [ev(room_id=value)]}):
+            assert not plain_json(raw)
+    for raw in _bodies({"events": [ev(sender="@a\x00:x")]}):
+        assert not plain_json(raw)

@@ -1,9 +1,11 @@
 """The SQLite writer's commits without their own fsync (``synced=False``).
 
 The gate's refusals use them: the call returns once the row is committed (another
-connection reads it), the commit ran with ``synchronous=NORMAL`` while the connection
-stays ``FULL`` for everything else, and the WAL is fsync'd soon after — by the writer
-itself, or by the next synced commit, whose fsync covers the earlier frames.
+connection reads it), and the WAL is fsync'd soon after — by the writer itself, or by
+the next synced commit, whose fsync covers the earlier frames. The connection runs with
+``synchronous=NORMAL`` throughout: with FULL configured, the writer fsyncs the WAL itself
+after every commit that must be on disk before its call returns (``wal_syncs`` counts
+those fsyncs).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pytest
 from bridge.db.replay import replayable
 from bridge.db.sqlite_writer import SYNC_LATER_S, SQLiteWriter
 
-FULL, NORMAL = 2, 1
+NORMAL = 1
 
 
 @pytest.fixture
@@ -65,7 +67,8 @@ async def test_unsynced_call_is_committed_then_the_wal_is_fsynced(writer: SQLite
     assert writer.wal_syncs == 2
     await settle()
     assert writer.wal_syncs == 2
-    assert int(writer._connection().execute("PRAGMA synchronous").fetchone()[0]) == FULL
+    # No commit switches the setting: each synced one is followed by the writer's fsync.
+    assert int(writer._connection().execute("PRAGMA synchronous").fetchone()[0]) == NORMAL
 
 
 async def test_a_synced_call_returns_after_an_fsync_that_began_after_its_commit(
@@ -148,12 +151,15 @@ async def test_a_group_with_any_synced_call_is_synced(
         loop.create_task(writer.run(insert(2))),
     ]
     await asyncio.sleep(0.05)
+    assert writer.wal_syncs == 0
     release.set()
     assert await first == NORMAL
-    assert await asyncio.gather(*calls) == [FULL, FULL]  # one group, committed with fsync
-    await settle()
-    assert writer.wal_syncs == 1
+    assert await asyncio.gather(*calls) == [NORMAL, NORMAL]  # one group, in the thread
+    # ...whose commit was followed by an fsync of the WAL before the calls returned.
+    assert writer.wal_syncs == 2
     assert not writer._unsynced
+    await settle()
+    assert writer.wal_syncs == 2
 
 
 async def test_an_unsynced_only_group_is_synced_later(

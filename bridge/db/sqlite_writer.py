@@ -63,9 +63,10 @@ T = TypeVar("T")
 BUSY_TIMEOUT_S = 5.0
 #: At most this long between a commit without fsync and the WAL's fsync: PostgreSQL's
 #: window for the same writes (``synchronous_commit = off``: its WAL writer flushes every
-#: ``wal_writer_delay``, 200 ms by default). An fsync costs about a millisecond of CPU on
-#: this kind of virtual disk: at 50 ms, refusals at 70/s drew 20 fsyncs a second and
-#: 0.28-0.47 ms of CPU per refusal; at 200 ms, 5 and 0.14-0.21 ms.
+#: ``wal_writer_delay``, 200 ms by default). Each of these fsyncs (a timer, a task, the
+#: hand-off to the writer's thread, the fsync) cost 0.3-0.7 ms of CPU on this machine
+#: kind: at 50 ms, refusals at 70/s drew 20 a second and 0.28-0.47 ms of CPU per refusal;
+#: at 200 ms, 5 a second and 0.14-0.21 ms.
 SYNC_LATER_S = 0.2
 _Work = Callable[[sqlite3.Connection], Any]
 _Outcome = tuple[bool, Any]  # (succeeded, result or exception)

@@ -49,7 +49,10 @@ class Backlog:
                 st.note_peak()
             elif st.tail:
                 st.tail_open = False  # left to the database: the tail stays contiguous
-            st.wake.set()
+            # Not a plain wake: while the room queues hold more than half the cap the
+            # reader would only wake to find it cannot read, once per transaction of a
+            # stream; the room workers wake it once they have drained below that.
+            st.maybe_wake()
         st.gauge_memory()
         st.update_idle()
 

@@ -64,7 +64,7 @@ class AuditLog:
     batch holding it is committed. Under load many decisions share one commit; alone,
     a decision waits for one commit. No caller is told "recorded" before its entry is
     durable, except with ``synced=False``: the entry is committed (a crash of SantéGuard
-    keeps it) and reaches the disk within milliseconds (SQLite: see
+    keeps it) and reaches the disk within 200 ms (SQLite: see
     ``bridge.db.sqlite_writer``; PostgreSQL: ``synchronous_commit = off`` for that
     commit, flushed by the WAL writer). The gate's refusals use it, and so does what the
     dispatcher records while handling a stored event (a replay records it again): they

@@ -87,7 +87,7 @@ class Leadership:
             self._dispatcher.submit(seq, events)
         elif self._cluster.lease.leader:
             self._queue.remember(seq, events)  # read back by sequence number only
-            self._dispatcher.wake()
+            self._dispatcher.wake_soon()
 
     def wake_dispatch(self) -> None:
         if self._cluster.shared and self._cluster.lease.leader:

@@ -85,6 +85,17 @@ class Dispatcher:
         st.wakes += 1
         st.wake.set()
 
+    def wake_soon(self) -> None:
+        """The database holds new transactions to read (the leader of several replicas,
+        which reads every transaction back): wake the reader now if it can read, else
+        once the room queues have drained below half the cap. A stream of transactions
+        past the cap woke it once per transaction, each time for nothing."""
+        st = self._state
+        st.idle.clear()
+        st.db_mode = True
+        st.wakes += 1  # a read under way reads again: it may have missed this one
+        st.maybe_wake()
+
     def submit(self, seq: int, events: list[dict[str, Any]]) -> None:
         """Hand over a just-committed transaction, saving a read of its body.
 

@@ -204,10 +204,6 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-#: ``santeguard run`` exits with this status (EX_TEMPFAIL) when it lost the leader's lease.
-EXIT_LEASE_LOST = 75
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from bridge.app import SanteGuard
     from bridge.app.runtime import tune_after_start
@@ -220,7 +216,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     setup_logging(cfg.logging.level, cfg.logging.format, cfg.secrets())
 
-    async def main() -> bool:
+    async def main() -> None:
         app = SanteGuard(cfg)
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
@@ -229,18 +225,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         await app.start()
         tune_after_start()  # the gate's tail latency: no full GC walks of the start-up heap
         try:
-            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(app.failed.wait())]
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            for w in waits:
-                w.cancel()
+            await stop.wait()
         finally:
             await app.stop()
-        return app.failed.is_set()
 
-    if asyncio.run(main()):
-        # The leader's lease was lost: exit so the supervisor restarts a follower.
-        print("error: this replica lost the leader's lease; exiting", file=sys.stderr)
-        return EXIT_LEASE_LOST
+    asyncio.run(main())
     return 0
 
 

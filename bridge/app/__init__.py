@@ -348,7 +348,6 @@ class SanteGuard:
             self.bot,
             self.crypto,
         )
-        self.failed = self.leadership.failed  # the lease was lost: the process exits
         # Probes the homeserver; pings it when reachable so it delivers what waited.
         self.homeserver_watch, self.pinger = build_homeserver_watch(
             cfg, self.matrix, self.metrics, replica=self.cluster.replica_id

@@ -7,7 +7,6 @@ leads from the start.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any, Protocol
 
@@ -49,7 +48,6 @@ class Leadership:
         self._scheduler = scheduler
         self._bot = bot
         self._device = device
-        self.failed = asyncio.Event()  # set when the lease was lost: the process exits
 
     async def lead(self) -> None:
         """This replica holds the lease: it dispatches, runs the jobs and the bot."""
@@ -63,15 +61,15 @@ class Leadership:
         self._bot.start()
 
     async def lost(self) -> None:
-        """The lease is lost: stop leading at once; the process then exits (``failed``)
-        and its supervisor restarts it as a follower."""
+        """The lease is lost: stop leading at once. The replica stays up as a follower
+        (it serves the HTTP API, its gate fails closed while its snapshot is stale) and
+        campaigns again; ``lead`` starts everything anew once it is elected."""
         self._metrics.cluster_leader.set(0)
         await self._bot.stop()
         await self._scheduler.stop()
         await self._dispatcher.stop()
         if self._device is not None:
             await self._device.stop()
-        self.failed.set()
 
     async def store(self, txn_id: str, body: bytes, event_count: int) -> int | None:
         """Store a transaction; a follower notifies the leader in the same statement."""

@@ -5,9 +5,11 @@ own. PostgreSQL releases it the moment that connection ends, so a leader that is
 SIGKILLed, or whose host vanishes, frees it for a follower, which polls every
 ``lease_poll_seconds``. A leader checks its connection every ``heartbeat_seconds``;
 when the check fails it has lost the lease (or cannot know it still holds it) and
-``on_lost`` runs: the process stops leading at once (the CLI exits, the supervisor
-restarts it as a follower). A new leader waits ``takeover_grace_seconds`` before it
-leads, so a leader cut off from the database has noticed and stopped by then.
+``on_lost`` runs: the process stops leading at once, then campaigns again as a
+follower, so a lone replica leads again once the database is back (a database restart
+used to make it exit and wait for its supervisor). A new leader waits
+``takeover_grace_seconds`` before it leads, so a leader cut off from the database has
+noticed and stopped by then.
 
 On SQLite there is one process: ``SoloLease`` leads at once and never loses.
 """
@@ -148,16 +150,42 @@ class PgLease:
         await on_elected()
 
     async def _run(self, on_elected: Callback, on_lost: Callback, *, campaign: bool) -> None:
-        while campaign:
+        while True:
+            if campaign:
+                await self._campaign()
+                await self._elected(on_elected)
+            await self._hold()
+            self._leader = False
+            log.critical(
+                "Replica %s lost the leader's lease (database connection lost); it stops "
+                "leading and campaigns again",
+                self.replica_id,
+            )
+            await self._close()
+            await on_lost()
+            # The followers first: a leader cut off from the database while they were not
+            # campaigns again only after the grace (then a poll), so one of them, if any,
+            # has taken the lease by then.
+            await asyncio.sleep(self._grace)
+            campaign = True
+
+    async def _campaign(self) -> None:
+        """Return once this replica holds the lock (tried every ``lease_poll_seconds``)."""
+        unreachable = False
+        while True:
             await asyncio.sleep(self._poll)
             try:
                 if await self._try_acquire():
-                    break
-            except (OSError, asyncpg.PostgresError, TimeoutError) as e:
-                log.warning("Cannot reach the database for the leader's lease: %s", e)
+                    return
+                unreachable = False
+            except (OSError, asyncpg.PostgresError, TimeoutError, asyncpg.InterfaceError) as e:
+                if not unreachable:  # once per outage, not once per poll
+                    log.warning("Cannot reach the database for the leader's lease: %s", e)
+                unreachable = True
                 await self._close()
-        if campaign:
-            await self._elected(on_elected)
+
+    async def _hold(self) -> None:
+        """Return once the lease is lost (or cannot be confirmed within a heartbeat)."""
         while True:
             await asyncio.sleep(self._heartbeat)
             try:
@@ -165,11 +193,4 @@ class PgLease:
             except (OSError, asyncpg.PostgresError, TimeoutError, asyncpg.InterfaceError):
                 held = False
             if not held:
-                break
-        self._leader = False
-        log.critical(
-            "Replica %s lost the leader's lease (database connection lost); it stops leading",
-            self.replica_id,
-        )
-        await self._close()
-        await on_lost()
+                return

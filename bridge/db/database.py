@@ -35,7 +35,15 @@ def open_database(
             ]
         }
     else:
-        db_args = {"min_size": min_size, "max_size": max_size, "reset": keep_session}
+        db_args = {
+            "min_size": min_size,
+            "max_size": max_size,
+            "reset": keep_session,
+            # mautrix exits the process on an asyncpg internal client error (exit 26), seen
+            # when the database restarts under load: the caller gets the error instead (a
+            # 503 the homeserver retries, a handler retried by the dispatcher).
+            "meow_exit_on_ice": False,
+        }
     return Database.create(
         uri,
         upgrade_table=build_upgrade_table(),

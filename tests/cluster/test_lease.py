@@ -1,5 +1,6 @@
 """The leader's lease on PostgreSQL: one leader; when its connection dies, a follower
-takes over within a poll and the grace, and the old leader is told at its next beat."""
+takes over within a poll and the grace, and the old leader is told at its next beat; a
+leader that lost the lease campaigns again, and leads again when the lease is free."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ class Calls:
         self.elected = asyncio.Event()
         self.lost = asyncio.Event()
         self.elected_at = 0.0
+        self.elections = 0
 
     async def on_elected(self) -> None:
         self.elected_at = time.monotonic()
+        self.elections += 1
         self.elected.set()
 
     async def on_lost(self) -> None:
@@ -52,6 +55,47 @@ async def test_one_leader_then_takeover_when_its_connection_dies(pg_uri: str) ->
         assert b.leader
         # Failover: a poll (0.2 s) and the grace (0.5 s), with slack for a busy machine.
         assert cb.elected_at - killed_at < 4
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_a_lone_leader_that_lost_its_connection_leads_again(pg_uri: str) -> None:
+    """A database restart cuts the leader's connection: it stops leading, and, being the
+    only replica, takes the lease again once it can (it used to exit the process)."""
+    a = _lease(pg_uri, "a")
+    ca = Calls()
+    try:
+        await a.start(ca.on_elected, ca.on_lost)
+        assert a.leader and ca.elections == 1
+        ca.elected.clear()
+        pid = a._conn.get_server_pid() if a._conn is not None else None
+        assert pid is not None
+        admin = await asyncpg.connect(pg_uri)
+        await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        await admin.close()
+        await asyncio.wait_for(ca.lost.wait(), 5)
+        await asyncio.wait_for(ca.elected.wait(), 5)
+        assert a.leader and ca.elections == 2
+        assert a._conn is not None and a._conn.get_server_pid() != pid  # a new session
+    finally:
+        await a.stop()
+
+
+async def test_a_follower_that_lost_the_lease_stays_one_while_it_is_held(pg_uri: str) -> None:
+    a, b = _lease(pg_uri, "a"), _lease(pg_uri, "b")
+    ca, cb = Calls(), Calls()
+    try:
+        await a.start(ca.on_elected, ca.on_lost)
+        await b.start(cb.on_elected, cb.on_lost)
+        pid = a._conn.get_server_pid() if a._conn is not None else None
+        assert pid is not None
+        admin = await asyncpg.connect(pg_uri)
+        await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        await admin.close()
+        await asyncio.wait_for(cb.elected.wait(), 5)
+        await asyncio.sleep(1.0)  # five of a's polls
+        assert b.leader and not a.leader and ca.elections == 1
     finally:
         await a.stop()
         await b.stop()

@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import pytest
 import yaml
 from aiohttp.test_utils import TestServer
@@ -117,7 +118,8 @@ async def test_postgres_restart(
     private_pg: privatepg.PrivatePostgres, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     pg = private_pg
-    # The leader, a process of its own (it exits when it loses the lease, as designed).
+    # The leader, a process of its own: it stops leading when it loses the lease, stays
+    # up and campaigns again.
     leader_cfg = make_config(pg.dsn, cluster={**CLUSTER, "replica_id": "a"})
     leader = _spawn(_config_file(leader_cfg, tmp_path / "a.yaml"), tmp_path / "run-a")
     leader_api = endpoints_for(leader_cfg)
@@ -146,9 +148,9 @@ async def test_postgres_restart(
             # Fail closed: once the snapshot cannot be confirmed fresh, refuse.
             await until(lambda: _refused(api), "the follower's gate refuses")
             figure("postgres: gate refuses after (s)", round(time.monotonic() - down_at, 1))
-            # The leader cannot know it still holds the lease: it stops (and exits).
-            await until(lambda: _async(leader.poll() is not None), "the leader exits")
-            figure("postgres: leader exit code", leader.returncode)
+            # The leader cannot know it still holds the lease: it stops leading, and stays.
+            await until(lambda: _metric_is(leader_api, "santeguard_cluster_leader", 0), "a stops")
+            assert leader.poll() is None, "the replica that lost the lease exited"
             requests = await _traffic(api, OUTAGE_SECONDS)
             # Each refused transaction is one line, not a traceback flooding the log.
             refusals = [
@@ -162,7 +164,8 @@ async def test_postgres_restart(
             await asyncio.to_thread(pg.start)
             up_at = time.monotonic()
             await until(lambda: _database_up(api, True), "database seen up again")
-            await until(lambda: _leads(b), "the follower leads")
+            await until(lambda: _one_leads(b, leader_api), "one of the two leads again")
+            assert leader.poll() is None
             # The homeserver's retry of the refused transaction is stored and handled.
             assert await api.put_txn("during", [message_event(room, 2)]) == 200
             await until(lambda: _done(b, ("before", "during")), "both transactions handled")
@@ -184,6 +187,64 @@ async def test_postgres_restart(
         await leader_api.close()
 
 
+async def test_postgres_restart_lone_replica(
+    private_pg: privatepg.PrivatePostgres, tmp_path: Path
+) -> None:
+    """One replica on PostgreSQL (``santeguard run``): it loses the lease when the
+    database restarts, stays up meanwhile (``/ready`` says why, the gate fails closed),
+    leads again once the database is back, and handles the homeserver's retry."""
+    pg = private_pg
+    cfg = make_config(pg.dsn, cluster={**CLUSTER, "replica_id": "solo"})
+    proc = _spawn(_config_file(cfg, tmp_path / "solo.yaml"), tmp_path / "run-solo")
+    api = endpoints_for(cfg)
+    room = "!solo:santeguard.test"
+    try:
+        await until(lambda: _metric_is(api, "santeguard_cluster_leader", 1), "it leads")
+        assert await api.put_txn("before", [message_event(room, 1)]) == 200
+
+        await asyncio.to_thread(pg.stop)
+        await until(lambda: _metric_is(api, "santeguard_cluster_leader", 0), "it stops leading")
+        await until(lambda: _refused(api), "its gate refuses")
+        status, body = await api.ready()
+        assert status == 503 and body["checks"]["database"] is False
+        assert await api.put_txn("during", [message_event(room, 2)]) >= 500
+        await asyncio.sleep(2 * CLUSTER["lease_poll_seconds"])  # campaigns meanwhile
+        assert proc.poll() is None, "the lone replica exited"
+
+        await asyncio.to_thread(pg.start)
+        up_at = time.monotonic()
+        await until(lambda: _metric_is(api, "santeguard_cluster_leader", 1), "it leads again")
+        figure(
+            "postgres, lone replica: leads again after restart (s)",
+            round(time.monotonic() - up_at, 1),
+        )
+        assert await api.put_txn("during", [message_event(room, 2)]) == 200
+        await until(lambda: _handled(pg.dsn, ("before", "during")), "both handled")
+        await until(lambda: _admits(api), "the gate admits again")
+        await until(lambda: _ready_database(api), "/ready sees the database again")
+        assert proc.poll() is None
+    finally:
+        await _end(proc, signal.SIGTERM)
+        await api.close()
+
+
+async def _ready_database(api: Endpoints) -> bool:
+    """``/ready`` has the database back (this test runs no homeserver, so it stays 503
+    for the homeserver's check)."""
+    _, body = await api.ready()
+    return bool(body["checks"]["database"] is True and body["dependencies"]["database"]["up"])
+
+
+async def _handled(dsn: str, txn_ids: tuple[str, ...]) -> bool:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT txn_id, status FROM txn")
+    finally:
+        await conn.close()
+    status = {r["txn_id"]: r["status"] for r in rows}
+    return all(status.get(t) == "handled" for t in txn_ids)
+
+
 def _config_file(config: Config, path: Path) -> Path:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -202,8 +263,9 @@ async def _async(value: object) -> object:
     return value
 
 
-async def _leads(app: SanteGuard) -> bool:
-    return app.cluster.lease.leader
+async def _one_leads(app: SanteGuard, other: Endpoints) -> bool:
+    other_leads = await other.metric("santeguard_cluster_leader") == 1
+    return app.cluster.lease.leader != other_leads
 
 
 async def _database_up(api: Endpoints, up: bool) -> bool:

@@ -51,6 +51,7 @@ from tests.directory.test_fhir import API_KEY, Fake, make_app
 from tests.helpers import message_event
 from tests.reliability import privatepg
 from tests.reliability.outage_kit import (
+    HEAP_GROWTH_BOUND_MB,
     LONG,
     Endpoints,
     Memory,
@@ -208,8 +209,15 @@ async def test_postgres_restart_lone_replica(
         status, body = await api.ready()
         assert status == 503 and body["checks"]["database"] is False
         assert await api.put_txn("during", [message_event(room, 2)]) >= 500
+        rss_before = _rss_of(proc.pid)
         await asyncio.sleep(2 * CLUSTER["lease_poll_seconds"])  # campaigns meanwhile
+        requests = await _traffic(api, OUTAGE_SECONDS)  # the long mode: a minute of it
         assert proc.poll() is None, "the lone replica exited"
+        rss_after = _rss_of(proc.pid)
+        figure("postgres, lone replica: requests refused during the outage", requests)
+        figure("postgres, lone replica: RSS MB before / after the outage", (rss_before, rss_after))
+        if LONG:  # flat memory while it campaigns and refuses
+            assert rss_after - rss_before < HEAP_GROWTH_BOUND_MB
 
         await asyncio.to_thread(pg.start)
         up_at = time.monotonic()
@@ -223,9 +231,24 @@ async def test_postgres_restart_lone_replica(
         await until(lambda: _admits(api), "the gate admits again")
         await until(lambda: _ready_database(api), "/ready sees the database again")
         assert proc.poll() is None
+        conn = await asyncpg.connect(pg.dsn)
+        try:
+            refused = await conn.fetchval("SELECT count(*) FROM txn WHERE txn_id LIKE 'refused-%'")
+        finally:
+            await conn.close()
+        assert refused == 0, "a refused transaction was stored"
     finally:
         await _end(proc, signal.SIGTERM)
         await api.close()
+
+
+def _rss_of(pid: int) -> float:
+    """A child process's resident memory, MB."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 async def _ready_database(api: Endpoints) -> bool:

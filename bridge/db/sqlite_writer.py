@@ -17,21 +17,23 @@ savepoint, so one that fails is rolled back alone and the others still commit.
 fsync, which must not stall the event loop (the synchronous gate shares it). When
 nothing is queued, a call is committed on the event loop without fsync (a WAL append,
 ~0.1 ms) and the WAL is then fsync'd in the worker thread before ``run`` returns: the
-same guarantee as a ``FULL`` commit (the commit frame is on disk before the caller
-goes on), for one GIL hand-back in all, where a commit in the thread needs one after
-every SQLite call, and while the event loop runs Python without pause each can take the
-whole switch interval (which is also why the dispatcher steps aside while ingest is
-under way, ``bridge.spine.queue.IntakeActivity``). Callers waiting for the same fsync
-share it. Otherwise (something queued, an fsync running, another connection holding
-the lock) the call goes to the thread, where calls are grouped, committed, and the WAL
-fsync'd before they return. (The connection itself always runs with ``synchronous=NORMAL``
-and the writer fsyncs the WAL itself: the same guarantee as a ``FULL`` commit, which
-fsyncs the WAL after writing the commit frame, without switching the setting around the
-commits that need no fsync.) With ``synchronous=NORMAL`` there is no fsync to wait for: the
-commit is tried inline, and goes to the thread only when the database is busy. The
-inline attempt never waits for a lock (busy_timeout 0): another connection holding the
-write lock may need this very loop to reach its COMMIT, so waiting here would
-deadlock; a busy database sends the call to the thread, which retries.
+same guarantee as a ``FULL`` commit (the commit frame is on disk before the caller goes
+on), for one GIL hand-back in all, where a commit in the thread needs one after every
+SQLite call, and while the event loop runs Python without pause each can take the whole
+switch interval (which is also why the dispatcher steps aside while ingest is under way,
+``bridge.spine.queue.IntakeActivity``). Callers waiting for the same fsync share it.
+Otherwise (something queued, an fsync running) the call is queued: the queue is
+committed in groups, each on the loop once no fsync is running, then fsync'd in the
+thread before its calls return; only a busy database (another connection holding the
+lock) sends a group to the thread, which retries there. (The connection itself always
+runs with ``synchronous=NORMAL`` and the writer fsyncs the WAL itself: the same
+guarantee as a ``FULL`` commit, which fsyncs the WAL after writing the commit frame,
+without switching the setting around the commits that need no fsync.) With
+``synchronous=NORMAL`` there is no fsync to wait for: the commit is tried inline, and
+goes to the thread only when the database is busy. The inline attempt never waits for a
+lock (busy_timeout 0): another connection holding the write lock may need this very loop
+to reach its COMMIT, so waiting here would deadlock; a busy database sends the call to
+the thread, which retries.
 
 **Synced later** (``run(..., synced=False)``). A call that must be committed before its
 caller goes on, but whose caller tells no other system "stored" (the gate's refusals:
@@ -219,20 +221,16 @@ class SQLiteWriter:
 
     async def _flush(self) -> None:
         """Commit what is queued, one group per transaction, until the queue is empty."""
-        loop = asyncio.get_running_loop()
         try:
             while self._queue:
+                if self._wal_sync is not None:
+                    # Never write while the WAL is being fsync'd (the write could wait
+                    # for it, loop and all): calls queued meanwhile form the next group.
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(self._wal_sync)
+                    continue
                 group, self._queue = self._queue, []
-                later = self._synchronous == "FULL" and not any(s for _, _, s in group)
-                try:
-                    outcomes = await loop.run_in_executor(
-                        self._executor, self._retry_busy, [fn for fn, _, _ in group], later
-                    )
-                except Exception as e:  # the commit itself failed: every call gets it
-                    outcomes = [(False, e)] * len(group)
-                else:
-                    if later:
-                        self._sync_soon()
+                outcomes = await self._commit_group(group)
                 for (_, future, _), (ok, value) in zip(group, outcomes, strict=True):
                     if future.done():
                         continue  # its caller was cancelled; the work is committed anyway
@@ -242,6 +240,44 @@ class SQLiteWriter:
                         future.set_exception(value)
         finally:
             self._flusher = None
+
+    async def _commit_group(
+        self, group: list[tuple[_Work, asyncio.Future[Any], bool]]
+    ) -> list[_Outcome]:
+        """With ``synchronous=FULL``: the group's WAL write on the loop, then (if any call
+        must be on disk) the WAL's fsync in the thread, as ``run`` does for a lone call;
+        a commit in the thread would wait for the GIL after every SQLite call, the whole
+        switch interval each time the loop is busy (measured in ``bench.transactions``:
+        such commits were the ingest's p99). In the thread when the database is busy (it
+        retries there) and with ``NORMAL``."""
+        fns = [fn for fn, _, _ in group]
+        later = self._synchronous == "FULL" and not any(s for _, _, s in group)
+        if self._synchronous == "FULL":
+            try:
+                outcomes = self._execute(fns, later=True)
+            except sqlite3.OperationalError as e:
+                if not _is_busy(e):
+                    return [(False, e)] * len(fns)
+            except Exception as e:  # the commit itself failed: every call gets it
+                return [(False, e)] * len(fns)
+            else:
+                self._sync_soon()  # on disk within SYNC_LATER_S, or retried if this fails
+                if later:
+                    return outcomes
+                try:
+                    await self.wal_on_disk()
+                except OSError as e:  # committed, not known to be on disk: not durable
+                    return [(False, e)] * len(fns)
+                return outcomes
+        try:
+            outcomes = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._retry_busy, fns, later
+            )
+        except Exception as e:  # the commit itself failed: every call gets it
+            return [(False, e)] * len(fns)
+        if later:
+            self._sync_soon()
+        return outcomes
 
     def _execute(self, fns: list[_Work], *, later: bool = False) -> list[_Outcome]:
         """One transaction for ``fns``; a busy database raises before anything is kept.

@@ -154,7 +154,7 @@ async def test_a_group_with_any_synced_call_is_synced(
     assert writer.wal_syncs == 0
     release.set()
     assert await first == NORMAL
-    assert await asyncio.gather(*calls) == [NORMAL, NORMAL]  # one group, in the thread
+    assert await asyncio.gather(*calls) == [NORMAL, NORMAL]  # one group
     # ...whose commit was followed by an fsync of the WAL before the calls returned.
     assert writer.wal_syncs == 2
     assert not writer._unsynced
@@ -177,6 +177,88 @@ async def test_an_unsynced_only_group_is_synced_later(
     await settle()
     assert writer.wal_syncs == 2
     assert not writer._unsynced
+
+
+def on_thread(n: int, seen: list[str]):  # type: ignore[no-untyped-def]
+    def work(c: sqlite3.Connection) -> None:
+        seen.append(threading.current_thread().name)
+        c.execute("INSERT INTO t VALUES (?, ?)", (n, 0))
+
+    return work
+
+
+async def test_a_queued_group_is_written_on_the_loop_and_fsynced_in_the_thread(
+    writer: SQLiteWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calls queued behind an fsync are written on the event loop once it is done: a
+    commit in the writer's thread would wait for the GIL after every SQLite call."""
+    release = hold_fsync(writer, monkeypatch)
+    loop = asyncio.get_running_loop()
+    seen: list[str] = []
+    first = loop.create_task(writer.run(insert(0)))
+    await asyncio.sleep(0.05)
+    calls = [
+        loop.create_task(writer.run(on_thread(1, seen), synced=False)),
+        loop.create_task(writer.run(on_thread(2, seen))),
+    ]
+    await asyncio.sleep(0.05)
+    assert seen == []  # nothing written while the WAL is fsynced
+    release.set()
+    await first
+    await asyncio.gather(*calls)
+    assert seen == [threading.current_thread().name] * 2
+    assert writer.commits == 2  # the two queued calls in one group
+    assert writer.wal_syncs == 2 and not writer._unsynced
+
+
+async def test_a_failed_fsync_fails_every_synced_group_call(
+    writer: SQLiteWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+    fsync = writer._fsync_wal
+    calls = 0
+
+    def held_then_failing() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            release.wait(10)
+            fsync()
+        elif calls == 2:
+            raise OSError(5, "Input/output error")
+        else:
+            fsync()
+
+    monkeypatch.setattr(writer, "_fsync_wal", held_then_failing)
+    loop = asyncio.get_running_loop()
+    first = loop.create_task(writer.run(insert(0)))
+    await asyncio.sleep(0.05)
+    queued = [loop.create_task(writer.run(insert(n))) for n in (1, 2)]
+    await asyncio.sleep(0.05)
+    release.set()
+    await first
+    for task in queued:  # committed, but not known to be on disk: neither is acked
+        with pytest.raises(OSError):
+            await task
+    assert writer._unsynced
+    await settle()  # the writer's own retry
+    assert not writer._unsynced
+
+
+async def test_a_busy_database_sends_the_group_to_the_thread(writer: SQLiteWriter) -> None:
+    """Another connection holds the write lock: the inline try would fail at once
+    (busy_timeout 0); the thread retries until the lock is free."""
+    other = sqlite3.connect(writer._path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    seen: list[str] = []
+    task = asyncio.get_running_loop().create_task(writer.run(on_thread(1, seen)))
+    await asyncio.sleep(0.1)
+    assert not task.done() and writer.busy_retries > 0
+    other.execute("COMMIT")
+    other.close()
+    await task
+    assert seen and seen[0].startswith("sg-sqlite-writer")
+    assert [r[0] for r in rows(writer)] == [1] and not writer._unsynced
 
 
 async def test_close_fsyncs_what_is_still_unsynced(tmp_path: Path) -> None:

@@ -11,9 +11,9 @@ Such an event is refused here, before anything is stored; so is a NUL (``"\\u000
 which PostgreSQL's text columns refuse (a NUL in a transaction ID made the insert fail,
 a 503 the homeserver retried for ever; in a room ID it made the retention ledger's write
 fail on every retry). The check is on the hot path, so it is limited to those fields and
-takes the ``str.isascii()`` fast path first; given the raw body, it is skipped when the
-body holds no backslash and no byte above 127 (``plain_json``), as production bodies do
-(megolm ciphertext is base64): no string parsed from it can hold either.
+takes the ``str.isascii()`` fast path first; given the raw body, it is skipped when no
+string parsed from it can hold either (``plain_json``), as in production bodies:
+megolm ciphertext is base64, and accented names are plain UTF-8 or ``\\u00e9``.
 """
 
 from __future__ import annotations
@@ -60,13 +60,33 @@ def validate_txn_id(txn_id: str) -> None:
         )
 
 
+#: Second characters of a ``\\u`` escape in the surrogate range (D800-DFFF).
+_SURROGATE_HEX = frozenset(b"89abcdefABCDEF")
+
+
 def plain_json(raw: bytes) -> bool:
-    """No string parsed from ``raw`` can hold a lone surrogate or a NUL: both need a
-    ``\\u`` escape or (a surrogate) bytes above 127, since ``json.loads`` decodes bytes
-    with ``surrogatepass`` and refuses raw control characters. One ``memchr`` and one
-    ASCII scan: a few microseconds for a 70 KB transaction, against ~25 µs for the
-    per-field checks."""
-    return raw.isascii() and b"\\" not in raw
+    """No string parsed from ``raw`` can hold a lone surrogate or a NUL.
+
+    ``json.loads`` decodes bytes with ``surrogatepass``, as UTF-8 unless NUL bytes say
+    UTF-16 or UTF-32, and refuses raw control characters. So either needs a NUL byte (a
+    UTF-16/32 body: its ASCII punctuation has them), an ``0xED`` byte (the UTF-8 lead
+    byte of U+D000-DFFF, encoded surrogates included), or a ``\\u0000`` or
+    ``\\uD800``-``\\uDFFF`` escape. Two ``memchr`` and a look at each ``\\u`` escape: a
+    few microseconds for a 70 KB transaction, against 25-30 µs for the per-field checks.
+    Cautious, never wrong the other way: a valid surrogate pair, Hangul in raw UTF-8 or
+    an escaped backslash before ``u0000`` only send the body to those checks. A French
+    display name keeps a body plain, in raw UTF-8 as Synapse sends it (canonical JSON)
+    or escaped (``\\u00e9``).
+    """
+    if b"\x00" in raw or b"\xed" in raw:
+        return False
+    at = raw.find(b"\\u")
+    while at >= 0:
+        hex4 = raw[at + 2 : at + 6]
+        if len(hex4) < 4 or hex4 == b"0000" or (hex4[0] in b"dD" and hex4[1] in _SURROGATE_HEX):
+            return False
+        at = raw.find(b"\\u", at + 2)
+    return True
 
 
 def validate_transaction(data: Any, *, raw: bytes | None = None) -> list[dict[str, Any]]:

@@ -9,10 +9,11 @@ this table stands on its own and needs no server or database.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridge.core.antispam import encodable
 from bridge.spine.validate import (
@@ -335,16 +336,59 @@ def _check_refusal(err: TransactionError, errcode: str, reason: str, fragment: s
         pytest.param(b'{"a":"bXlfY2lwaGVydGV4dA=="}', True, id="base64-ciphertext"),
         pytest.param(b'{"a":"\\ud800"}', False, id="lone-surrogate-escape"),
         pytest.param(b'{"a":"\\u0000"}', False, id="nul-escape"),
-        pytest.param(b'{"a":"say \\"hi\\""}', False, id="any-escape"),
-        pytest.param('{"a":"Hélène"}'.encode(), False, id="utf8"),
+        pytest.param(b'{"a":"\\uD800"}', False, id="lone-surrogate-escape-upper"),
+        pytest.param(b'{"a":"\\udfff"}', False, id="low-surrogate-escape"),
+        pytest.param(b'{"a":"\\ud83d\\ude00"}', False, id="surrogate-pair-cautious"),
+        pytest.param(b'{"a":"\\\\u0000"}', False, id="escaped-backslash-cautious"),
+        pytest.param(b'"\\u00', False, id="escape-cut-at-the-end"),
+        pytest.param(b'{"a":"say \\"hi\\""}', True, id="other-escapes"),
+        pytest.param(b'{"a":"H\\u00e9l\\u00e8ne"}', True, id="escaped-accents"),
+        pytest.param(b'{"a":"\\u0041\\uc000\\ue000"}', True, id="escapes-outside-d800"),
+        pytest.param('{"a":"Hélène"}'.encode(), True, id="utf8"),
+        pytest.param('{"a":"Hélène"}'.encode("utf-16"), False, id="utf16"),
+        pytest.param('{"a":"Hélène"}'.encode("utf-32-le"), False, id="utf32"),
         pytest.param(b'{"a":"\xed\xa0\x80"}', False, id="utf8-encoded-surrogate"),
+        pytest.param('{"a":"한"}'.encode(), False, id="hangul-ed-cautious"),
     ],
 )
 def test_plain_json(raw: bytes, plain: bool) -> None:
     assert plain_json(raw) is plain
-    if plain:  # and what it promises holds
-        strings = re.findall(r'"((?:[^"\\]|\\.)*)"', raw.decode())
-        assert all(encodable(v) and "\x00" not in v for v in strings)
+    if plain and raw.startswith(b"{"):  # and what it promises holds
+        assert all(encodable(v) and "\x00" not in v for v in _strings(json.loads(raw)))
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string in a parsed JSON value, keys included."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.recursive(
+        st.none() | st.integers() | _TEXT,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=4),
+        max_leaves=12,
+    ),
+    st.sampled_from(["ascii", "utf-8", "utf-16", "utf-32"]),
+)
+def test_plain_json_never_passes_a_body_with_a_bad_string(data: Any, encoding: str) -> None:
+    """Whatever the strings (lone surrogates, NUL, any plane) and however the body is
+    encoded, a body ``plain_json`` passes parses into storable strings only."""
+    if encoding == "ascii":
+        raw = json.dumps(data).encode()
+    else:
+        raw = json.dumps(data, ensure_ascii=False).encode(encoding, "surrogatepass")
+    if plain_json(raw):
+        assert all(encodable(v) and "\x00" not in v for v in _strings(json.loads(raw)))
 
 
 def test_every_bad_identifier_body_is_not_plain() -> None:

@@ -373,6 +373,7 @@ class SanteGuard:
             max_body_bytes=cfg.appservice.max_body_bytes,
             metrics=self.metrics,
             store_txn=self.leadership.store,
+            begin_store=self.leadership.begin_store,
             on_stored=self.leadership.stored,
             intake=self.queue.intake,
             gate=self.gate,

@@ -17,6 +17,7 @@ from bridge.matrix.bot_account import BotAccount
 from bridge.ops.metrics import Metrics
 from bridge.ops.scheduler import Scheduler
 from bridge.spine.dispatch import Dispatcher
+from bridge.spine.pending import PendingStore
 from bridge.spine.queue import EventQueueStore
 
 log = logging.getLogger("santeguard")
@@ -75,6 +76,11 @@ class Leadership:
         """Store a transaction; a follower notifies the leader in the same statement."""
         notify = self._cluster.shared and not self._cluster.lease.leader
         return await self._queue.store_transaction(txn_id, body, event_count, notify=notify)
+
+    async def begin_store(self, txn_id: str, body: bytes) -> PendingStore | None:
+        """Start storing a transaction before its body is parsed (``store``'s notify)."""
+        notify = self._cluster.shared and not self._cluster.lease.leader
+        return await self._queue.begin_store(txn_id, body, notify=notify)
 
     def stored(self, seq: int, events: list[dict[str, Any]]) -> None:
         """A transaction is committed. One process hands it over (saving a read); with

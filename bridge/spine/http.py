@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -32,6 +32,16 @@ from bridge.spine.validate import TransactionError, validate_transaction, valida
 log = logging.getLogger("santeguard.http")
 
 StoreTxn = Callable[[str, bytes, int], Awaitable[int | None]]
+
+
+class PendingTxn(Protocol):
+    """A transaction whose commit began before its body was parsed (``BeginStore``)."""
+
+    async def stored(self, event_count: int) -> int | None: ...
+    async def refused(self) -> None: ...
+
+
+BeginStore = Callable[[str, bytes], Awaitable[PendingTxn | None]]
 OnStored = Callable[[int, list[dict[str, Any]]], None]
 Probe = Callable[[], Awaitable[dict[str, bool]]]
 UserQuery = Callable[[str], Awaitable[bool]]
@@ -83,6 +93,7 @@ class AppserviceServer:
         user_query: UserQuery,
         report: Report | None = None,
         intake: IntakeActivity | None = None,
+        begin_store: BeginStore | None = None,
     ) -> None:
         self._hs_token = hs_token
         self._antispam_token = antispam_token
@@ -90,6 +101,7 @@ class AppserviceServer:
         self._max_body = max_body_bytes
         self._metrics = metrics
         self._store_txn = store_txn
+        self._begin_store = begin_store
         self._on_stored = on_stored
         self._gate = gate
         self._readiness = readiness
@@ -158,12 +170,17 @@ class AppserviceServer:
 
     async def _read_json(self, request: web.Request) -> tuple[bytes, Any]:
         """The raw body and its parsed JSON; ``BadBody`` if it cannot be read as JSON."""
+        body = await self._read_body(request)
+        return body, self._parse_json(body)
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        """The raw body; ``BadBody`` if its Content-Encoding does not decode."""
         if request.content_length is not None and request.content_length > self._max_body:
             raise web.HTTPRequestEntityTooLarge(
                 max_size=self._max_body, actual_size=request.content_length
             )
         try:
-            body = await request.read()
+            return await request.read()
         except web.RequestPayloadError:
             # e.g. Content-Encoding: gzip on a body that is not gzip. The rest of the body
             # is not read (aiohttp would raise and log again) and the connection is closed
@@ -174,8 +191,11 @@ class AppserviceServer:
             raise BadBody(
                 "M_NOT_JSON", f"body could not be decoded as {named}", "bad_encoding", close=True
             ) from None
+
+    @staticmethod
+    def _parse_json(body: bytes) -> Any:
         try:
-            return body, json.loads(body)
+            return json.loads(body)
         except RecursionError:
             raise BadBody(
                 "M_BAD_JSON", "body nests JSON deeper than SantéGuard parses", "too_deep"
@@ -194,18 +214,33 @@ class AppserviceServer:
 
     async def _put_transaction(self, request: web.Request, started: float) -> web.Response:
         txn_id = request.match_info["txn_id"]
+        pending: PendingTxn | None = None
         try:
             validate_txn_id(txn_id)
-            body, data = await self._read_json(request)
+            body = await self._read_body(request)
+            if self._begin_store is not None:
+                # PostgreSQL: the insert runs in the database while the body is parsed
+                # and validated here; a body refused below loses its row first.
+                pending = await self._begin_store(txn_id, body)
+            data = self._parse_json(body)
             events = validate_transaction(data, raw=body)
             if "ephemeral" in data or "de.sorunome.msc2409.ephemeral" in data:
                 events = [*events, *receipt_events(data)]  # as events_of reads them back
-        except TransactionError as e:
+        except (TransactionError, BadBody) as e:
+            if pending is not None and not await self._withdraw(pending):
+                return error(503, "M_UNKNOWN", "storage unavailable, retry later")
+            if isinstance(e, BadBody):
+                return self._bad_body(e)
             return self._reject(400, e.errcode, e.message, e.reason)
-        except BadBody as e:
-            return self._bad_body(e)
+        except Exception:
+            if pending is not None:
+                await self._withdraw(pending)
+            raise
         try:
-            seq = await self._store_txn(txn_id, body, len(events))
+            if pending is not None:
+                seq = await pending.stored(len(events))
+            else:
+                seq = await self._store_txn(txn_id, body, len(events))
         except Exception as e:
             # Not acked: the homeserver keeps the transaction and retries it later.
             if is_transient_db_error(e):
@@ -229,6 +264,17 @@ class AppserviceServer:
             self._metrics.transactions.labels(outcome="replayed").inc()
         self._metrics.ack_latency.observe(time.perf_counter() - started)
         return web.json_response({})
+
+    @staticmethod
+    async def _withdraw(pending: PendingTxn) -> bool:
+        """Delete the row of a refused body; False if it may still be stored."""
+        try:
+            await pending.refused()
+        except Exception as e:
+            # Not known to be gone, so not refused: 503, and the homeserver sends it again.
+            log.warning("Could not withdraw a refused transaction (%s)", type(e).__name__)
+            return False
+        return True
 
     def _hand_over(self, seq: int, events: list[dict[str, Any]]) -> None:
         """A committed transaction goes to the dispatcher (and is counted)."""

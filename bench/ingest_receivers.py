@@ -53,8 +53,9 @@ def serve_bare(port: int, ready: Any) -> None:
 def serve_floor(db_uri: str, port: int, ready: Any) -> None:
     """The durable floor: the bare handler plus one committed INSERT of the raw body
     before the 200 (SQLite ``synchronous=FULL`` in WAL mode, from a worker thread so
-    the loop never waits on an fsync; or PostgreSQL through asyncpg). No receiver that
-    stores a transaction before its ack, one commit each, can beat it on this disk."""
+    the loop never waits on an fsync; or PostgreSQL through asyncpg). What a receiver
+    pays that parses, then stores, one commit each; SantéGuard on PostgreSQL sends its
+    insert first and parses while the database commits."""
     import sqlite3
     from concurrent.futures import ThreadPoolExecutor
 

@@ -24,10 +24,9 @@ from aiohttp import web
 
 from bridge.core.antispam import DECIDED_CALLBACKS, NOT_DECIDED, GatePort, payload_problem
 from bridge.ops.metrics import Metrics
-from bridge.spine.ephemeral import receipt_events
 from bridge.spine.intake import IntakeActivity
 from bridge.spine.queue import is_transient_db_error
-from bridge.spine.validate import TransactionError, validate_transaction, validate_txn_id
+from bridge.spine.validate import TransactionError, transaction_events, validate_txn_id
 
 log = logging.getLogger("santeguard.http")
 
@@ -223,9 +222,7 @@ class AppserviceServer:
                 # and validated here; a body refused below loses its row first.
                 pending = await self._begin_store(txn_id, body)
             data = self._parse_json(body)
-            events = validate_transaction(data, raw=body)
-            if "ephemeral" in data or "de.sorunome.msc2409.ephemeral" in data:
-                events = [*events, *receipt_events(data)]  # as events_of reads them back
+            events = transaction_events(data, raw=body)
         except (TransactionError, BadBody) as e:
             if pending is not None and not await self._withdraw(pending):
                 return error(503, "M_UNKNOWN", "storage unavailable, retry later")

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from mautrix.util.async_db import Database
 
 from bridge.db.txn import write_transaction
+from bridge.spine.validate import TransactionError, transaction_events
 
 log = logging.getLogger("santeguard.queue")
 
@@ -27,6 +30,20 @@ COUNT_FLUSH_S = 0.05
 #: Counts held for writing at most (a database down for long): beyond, the oldest go,
 #: and ``depth`` reads those rows' bodies instead.
 COUNTS_HELD = 10_000
+
+
+def checked_events(body: bytes) -> list[dict[str, Any]] | None:
+    """The events of a row stored ``UNCOUNTED`` (before its body was validated), checked
+    as the intake checks them; None for a body the intake refuses or will refuse.
+
+    Such a row is visible to readers (the dispatcher reading back, another replica) from
+    its commit until the intake, having refused its body, deletes it; a crash in between
+    leaves it for good. Its events must then never be handled: the homeserver got no 200.
+    """
+    try:
+        return transaction_events(json.loads(body), raw=body)
+    except (ValueError, RecursionError, TransactionError):
+        return None
 
 
 class PendingStore:

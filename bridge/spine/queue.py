@@ -29,7 +29,7 @@ from bridge.db.sqlite_writer import SQLiteWriter
 from bridge.db.txn import write_transaction
 from bridge.spine.ephemeral import receipt_events
 from bridge.spine.intake import IntakeActivity
-from bridge.spine.pending import UNCOUNTED, PendingStore, UncountedRows
+from bridge.spine.pending import UNCOUNTED, PendingStore, UncountedRows, checked_events
 
 log = logging.getLogger("santeguard.queue")
 
@@ -104,7 +104,14 @@ def is_transient_db_error(e: BaseException) -> bool:
     return isinstance(e, sqlite3.OperationalError) and any(m in str(e) for m in _SQLITE_TRANSIENT)
 
 
-def _events_or_none(seq: int, body: bytes) -> list[dict[str, Any]]:
+def _events_or_none(seq: int, body: bytes, event_count: int) -> list[dict[str, Any]]:
+    if event_count == UNCOUNTED:
+        # Stored before its body was validated (``begin_store``): checked here as well.
+        events = checked_events(body)
+        if events is None:
+            log.info("Transaction %d was refused at intake; none of its events is handled", seq)
+            return []
+        return events
     try:
         return events_of(body)
     except (ValueError, AttributeError, TypeError):
@@ -244,14 +251,14 @@ class EventQueueStore:
             return await self._pending_cached(after_seq, limit, until_seq)
         if until_seq is None:
             rows = await self.db.fetch(
-                "SELECT seq, body FROM txn WHERE status = 'pending' AND seq > $1 "
+                "SELECT seq, body, event_count FROM txn WHERE status = 'pending' AND seq > $1 "
                 "ORDER BY seq LIMIT $2",
                 after_seq,
                 limit,
             )
         else:
             rows = await self.db.fetch(
-                "SELECT seq, body FROM txn WHERE status = 'pending' AND seq > $1 "
+                "SELECT seq, body, event_count FROM txn WHERE status = 'pending' AND seq > $1 "
                 "AND seq <= $2 ORDER BY seq LIMIT $3",
                 after_seq,
                 until_seq,
@@ -261,7 +268,7 @@ class EventQueueStore:
         pause = _Pause()
         for r in rows:
             seq = int(r["seq"])
-            out.append(StoredTxn(seq, _events_or_none(seq, bytes(r["body"]))))
+            out.append(StoredTxn(seq, _events_or_none(seq, bytes(r["body"]), r["event_count"])))
             await pause.maybe()
         return out
 
@@ -283,16 +290,20 @@ class EventQueueStore:
         # evict the oldest entries, whose bodies would then be neither here nor read.
         held = {seq: self._recent.pop(seq) for seq in seqs if seq in self._recent}
         missing = [seq for seq in seqs if seq not in held]
-        bodies: dict[int, bytes] = {}
+        bodies: dict[int, tuple[bytes, int]] = {}
         if missing:
-            rows = await self.db.fetch("SELECT seq, body FROM txn WHERE seq = ANY($1)", missing)
-            bodies = {int(r["seq"]): bytes(r["body"]) for r in rows}
+            rows = await self.db.fetch(
+                "SELECT seq, body, event_count FROM txn WHERE seq = ANY($1)", missing
+            )
+            bodies = {int(r["seq"]): (bytes(r["body"]), int(r["event_count"])) for r in rows}
         out = []
         pause = _Pause()
         for seq in seqs:
             events = held.get(seq)
             if events is None:
-                events = _events_or_none(seq, bodies.get(seq, b""))
+                row = bodies.get(seq)
+                # Gone since the first read: a body refused at intake (``begin_store``).
+                events = [] if row is None else _events_or_none(seq, *row)
                 await pause.maybe()
             out.append(StoredTxn(seq, events))
         return out
@@ -354,7 +365,7 @@ class EventQueueStore:
             count = self.counts.get(int(seq))
             if count is None:
                 body = await self.db.fetchval("SELECT body FROM txn WHERE seq = $1", seq)
-                count = len(_events_or_none(int(seq), bytes(body or b"")))
+                count = len(checked_events(bytes(body or b"")) or ())
             total += count
         return total
 

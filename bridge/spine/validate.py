@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.core.antispam import encodable
+from bridge.spine.ephemeral import receipt_events
 
 MAX_TXN_ID_LEN = 255
 MAX_EVENT_TYPE_LEN = 255
@@ -142,4 +143,14 @@ def validate_transaction(data: Any, *, raw: bytes | None = None) -> list[dict[st
             raise TransactionError(
                 "M_BAD_JSON", f"'{key}' must be an array", "extension_wrong_type"
             )
+    return events
+
+
+def transaction_events(data: Any, *, raw: bytes | None = None) -> list[dict[str, Any]]:
+    """``validate_transaction``'s room events, then the read receipts as pseudo-events
+    (``spine.ephemeral``): what the intake hands over, and what a stored row not yet
+    validated yields when read back (``spine.pending.checked_events``)."""
+    events = validate_transaction(data, raw=raw)
+    if "ephemeral" in data or "de.sorunome.msc2409.ephemeral" in data:
+        events = [*events, *receipt_events(data)]  # as queue.events_of reads them back
     return events

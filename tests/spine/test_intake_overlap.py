@@ -172,3 +172,66 @@ async def test_counts_are_written_again_after_a_failure(
     assert (await _put(app, "flaky", _body(message_event("!r:x", 1))))[0] == 200
     assert await _until_counted(app, "flaky") == 1
     assert not failures
+
+
+_REFUSED_BODIES = [
+    pytest.param(b"{not json", id="not-json"),
+    pytest.param(b'{"events": [{"type": "m.room.message"}]}', id="event-fields-missing"),
+    pytest.param(b'{"events": [' * 100_000 + b"]" * 100_000 + b"}", id="too-deep"),
+]
+
+
+@pytest.mark.parametrize("raw", _REFUSED_BODIES)
+@pytest.mark.parametrize("cached", [False, True], ids=["read", "cached-read"])
+async def test_a_row_read_back_before_its_refusal_hands_over_nothing(
+    app: SanteGuard, raw: bytes, cached: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Between its commit and its deletion (or for good, after a crash in between), a
+    refused body's row is visible: reading it back hands over no event, quietly."""
+    if app.dispatcher is not None:
+        await app.dispatcher.stop()
+    if cached:
+        app.queue.remember(10**9, [])  # a held body makes PostgreSQL's read use the cache
+    good = _body(message_event("!r:x", 1))
+    for txn_id, body in (("before", good), ("refused", raw), ("after", good)):
+        await app.db.execute(
+            "INSERT INTO txn (txn_id, body, event_count, received_at) VALUES ($1, $2, $3, 0)",
+            txn_id,
+            body,
+            UNCOUNTED,
+        )
+    with caplog.at_level(logging.INFO, logger="santeguard.queue"):
+        read = await app.queue.pending(0)
+    assert [len(t.events) for t in read] == [1, 0, 1]
+    assert read[0].events[0]["event_id"] == message_event("!r:x", 1)["event_id"]
+    queue_logs = [r for r in caplog.records if r.name == "santeguard.queue"]
+    assert [r.levelno for r in queue_logs] == [logging.INFO]
+    assert any("refused at intake" in r.getMessage() for r in caplog.records)
+    assert await app.queue.depth() == 2
+
+
+async def test_a_row_deleted_between_the_two_reads_hands_over_nothing(
+    app: SanteGuard, db_uri: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL's cached read lists the sequence numbers, then reads the bodies it does
+    not hold: a refused row withdrawn in between is simply gone."""
+    if db_uri.startswith("sqlite"):
+        pytest.skip("SQLite reads rows and bodies in one statement")
+    if app.dispatcher is not None:
+        await app.dispatcher.stop()
+    app.queue.remember(10**9, [])
+    seq = await app.queue.store_transaction("gone", b"{not json", UNCOUNTED)
+    assert seq is not None
+    real_fetch = app.db.fetch
+
+    async def fetch_then_withdraw(query: str, *args: Any) -> Any:
+        rows = await real_fetch(query, *args)
+        if "ANY" in query:
+            return [r for r in rows if r["seq"] != seq]  # deleted just before this read
+        return rows
+
+    monkeypatch.setattr(app.db, "fetch", fetch_then_withdraw)
+    with caplog.at_level(logging.WARNING, logger="santeguard.queue"):
+        read = await app.queue.pending(0)
+    assert [(t.seq, t.events) for t in read] == [(seq, [])]
+    assert not [r for r in caplog.records if r.name == "santeguard.queue"]

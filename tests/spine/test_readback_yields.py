@@ -44,9 +44,9 @@ async def test_parsing_a_read_back_batch_yields_to_the_loop(
         at_parse: list[int] = []
         parse = queue_module._events_or_none
 
-        def watched(seq: int, body: bytes) -> list[dict[str, object]]:
+        def watched(seq: int, body: bytes, event_count: int) -> list[dict[str, object]]:
             at_parse.append(ticks)  # how often the loop had turned when this body began
-            return parse(seq, body)
+            return parse(seq, body, event_count)
 
         monkeypatch.setattr(queue_module, "_events_or_none", watched)
         tick = asyncio.create_task(ticker())

@@ -90,8 +90,8 @@ class PgLease:
         background; ``on_elected`` runs once elected, ``on_lost`` if the lease is lost."""
         try:
             got = await self._try_acquire()
-        except (OSError, asyncpg.PostgresError, TimeoutError) as e:
-            log.warning("Cannot reach the database for the leader's lease: %s", e)
+        except Exception as e:  # any failure: not the leader (fail closed)
+            log.warning("Cannot reach the database for the leader's lease: %s", _why(e))
             await self._close()
             got = False
         if got:
@@ -151,18 +151,29 @@ class PgLease:
 
     async def _run(self, on_elected: Callback, on_lost: Callback, *, campaign: bool) -> None:
         while True:
-            if campaign:
-                await self._campaign()
-                await self._elected(on_elected)
-            await self._hold()
+            led = not campaign
+            try:
+                if campaign:
+                    await self._campaign()
+                    led = True
+                    await self._elected(on_elected)
+                await self._hold()
+                why = "database connection lost"
+            except Exception as e:  # leading stops; the task must not die
+                log.exception("Replica %s: the lease's task failed", self.replica_id)
+                why = _why(e)
             self._leader = False
-            log.critical(
-                "Replica %s lost the leader's lease (database connection lost); it stops "
-                "leading and campaigns again",
-                self.replica_id,
-            )
             await self._close()
-            await on_lost()
+            if led:
+                log.critical(
+                    "Replica %s lost the leader's lease (%s); it stops leading and campaigns again",
+                    self.replica_id,
+                    why,
+                )
+                try:
+                    await on_lost()
+                except Exception:  # logged; the campaign must go on
+                    log.exception("Replica %s: stopping leadership failed", self.replica_id)
             # The followers first: a leader cut off from the database while they were not
             # campaigns again only after the grace (then a poll), so one of them, if any,
             # has taken the lease by then.
@@ -178,19 +189,30 @@ class PgLease:
                 if await self._try_acquire():
                     return
                 unreachable = False
-            except (OSError, asyncpg.PostgresError, TimeoutError, asyncpg.InterfaceError) as e:
+            except Exception as e:  # the campaign goes on, whatever failed
                 if not unreachable:  # once per outage, not once per poll
-                    log.warning("Cannot reach the database for the leader's lease: %s", e)
+                    log.warning("Cannot reach the database for the leader's lease: %s", _why(e))
                 unreachable = True
                 await self._close()
 
     async def _hold(self) -> None:
-        """Return once the lease is lost (or cannot be confirmed within a heartbeat)."""
+        """Return once the lease is lost (or cannot be confirmed within a heartbeat).
+
+        Any failure of the check counts as a loss (fail closed): asyncpg raises more than
+        its documented errors on a connection cut mid-query (``InternalClientError``
+        "cannot switch to state ...", seen in CI), and a heartbeat task that died on one
+        would have left this replica leading with nothing watching its lease."""
         while True:
             await asyncio.sleep(self._heartbeat)
             try:
                 held = await self._still_held()
-            except (OSError, asyncpg.PostgresError, TimeoutError, asyncpg.InterfaceError):
+            except Exception as e:  # see the docstring
+                log.warning("The leader's lease check failed: %s", _why(e))
                 held = False
             if not held:
                 return
+
+
+def _why(e: BaseException) -> str:
+    """The error's type and text; a DSN never appears in asyncpg's messages."""
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__

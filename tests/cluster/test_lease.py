@@ -152,3 +152,66 @@ async def test_two_replicas_starting_on_an_empty_database_both_start(
     finally:
         for db in dbs:
             await db.stop()
+
+
+class _Flaky(PgLease):
+    """Its heartbeat check fails once with an error outside asyncpg's documented set,
+    as a connection cut mid-query did in CI ("cannot switch to state 12")."""
+
+    failures = 1
+
+    async def _still_held(self) -> bool:
+        if self.leader and self.failures:
+            self.failures -= 1
+            raise asyncpg.exceptions._base.InternalClientError(
+                "cannot switch to state 12; another operation (2) is in progress"
+            )
+        return await super()._still_held()
+
+
+async def test_an_unexpected_heartbeat_error_is_a_loss_not_a_dead_watch(pg_uri: str) -> None:
+    """Fail closed: the replica stops leading, says so, and leads again on a new session
+    (the task used to die, leaving the replica leading with nothing watching)."""
+    a = _Flaky(pg_uri, replica_id="a", poll_seconds=0.2, heartbeat_seconds=0.2, grace_seconds=0.5)
+    ca = Calls()
+    try:
+        await a.start(ca.on_elected, ca.on_lost)
+        ca.elected.clear()
+        await asyncio.wait_for(ca.lost.wait(), 5)
+        await asyncio.wait_for(ca.elected.wait(), 5)
+        assert a.leader and ca.elections == 2 and a.failures == 0
+    finally:
+        await a.stop()
+
+
+async def test_a_failing_election_callback_releases_the_lease(pg_uri: str) -> None:
+    """A leader whose start-up fails (say, its audit write) gives the lease up and
+    campaigns again rather than holding it without leading."""
+    a, b = _lease(pg_uri, "a"), _lease(pg_uri, "b")
+    ca, cb = Calls(), Calls()
+    fails = [True]
+
+    async def elected_once_failing() -> None:
+        if fails:
+            fails.pop()
+            raise RuntimeError("audit write failed")
+        await cb.on_elected()
+
+    try:
+        await a.start(ca.on_elected, ca.on_lost)
+        await b.start(elected_once_failing, cb.on_lost)
+        pid = a._conn.get_server_pid() if a._conn is not None else None
+        assert pid is not None
+        admin = await asyncpg.connect(pg_uri)
+        await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        await admin.close()
+        # b is elected, fails to lead, lets go; then one of them leads for good.
+        await asyncio.wait_for(cb.lost.wait(), 5)
+        for _ in range(50):
+            if a.leader or b.leader:
+                break
+            await asyncio.sleep(0.2)
+        assert a.leader != b.leader
+    finally:
+        await a.stop()
+        await b.stop()

@@ -96,6 +96,9 @@ def is_transient_db_error(e: BaseException) -> bool:
             asyncpg.PostgresConnectionError,
             asyncpg.exceptions.OperatorInterventionError,
             asyncpg.exceptions.InsufficientResourcesError,
+            # A connection cut mid-query can leave asyncpg's protocol in a state it
+            # refuses to leave ("cannot switch to state ..."): the next try gets a new one.
+            asyncpg.InternalClientError,
         ),
     ):
         return True

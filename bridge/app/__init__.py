@@ -412,7 +412,7 @@ class SanteGuard:
     async def start(self) -> None:
         cfg = self.config
         await start_database(self.db, cfg.database.uri)
-        await self.queue.open()
+        await self.queue.open(journal=True)  # SQLite: replays what a power loss took
         self.audit.use_writer(self.queue.writer)
         self.retention.use_writer(self.queue.writer)
         self.room_policies.use_writer(self.queue.writer)

@@ -23,9 +23,9 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from bridge.core.antispam import DECIDED_CALLBACKS, NOT_DECIDED, GatePort, payload_problem
+from bridge.db.transient import is_transient_db_error
 from bridge.ops.metrics import Metrics
 from bridge.spine.intake import IntakeActivity
-from bridge.spine.queue import is_transient_db_error
 from bridge.spine.validate import TransactionError, transaction_events, validate_txn_id
 
 log = logging.getLogger("santeguard.http")

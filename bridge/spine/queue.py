@@ -16,19 +16,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 from mautrix.util.async_db import Database, Scheme
 
 from bridge.core.errors import TransientError
+from bridge.db.intake_journal import DEFAULT_SIZE, IntakeJournal
 from bridge.db.sqlite_writer import SQLiteWriter
+from bridge.db.transient import is_transient_db_error
 from bridge.db.txn import write_transaction
 from bridge.spine.ephemeral import receipt_events
 from bridge.spine.intake import IntakeActivity
+from bridge.spine.journaled import JournaledIntake, journal_path
 from bridge.spine.pending import UNCOUNTED, PendingStore, UncountedRows, checked_events
 
 log = logging.getLogger("santeguard.queue")
@@ -81,30 +82,6 @@ def storable_text(value: object, limit: int = ID_CHARS) -> str:
     else:
         text = json.dumps(value, ensure_ascii=True, default=repr)
     return text[:limit]
-
-
-_SQLITE_TRANSIENT = ("locked", "busy", "disk I/O error", "unable to open")
-
-
-def is_transient_db_error(e: BaseException) -> bool:
-    """Whether ``e`` says the database is unreachable or overloaded (worth retrying)."""
-    if isinstance(e, (OSError, TimeoutError)):
-        return True
-    if isinstance(
-        e,
-        (
-            asyncpg.PostgresConnectionError,
-            asyncpg.exceptions.OperatorInterventionError,
-            asyncpg.exceptions.InsufficientResourcesError,
-            # A connection cut mid-query can leave asyncpg's protocol in a state it
-            # refuses to leave ("cannot switch to state ..."): the next try gets a new one.
-            asyncpg.InternalClientError,
-        ),
-    ):
-        return True
-    if isinstance(e, asyncpg.InterfaceError) and "connection" in str(e).lower():
-        return True
-    return isinstance(e, sqlite3.OperationalError) and any(m in str(e) for m in _SQLITE_TRANSIENT)
 
 
 def _events_or_none(seq: int, body: bytes, event_count: int) -> list[dict[str, Any]]:
@@ -169,13 +146,28 @@ class EventQueueStore:
         self.db = db
         self._sqlite_synchronous = sqlite_synchronous
         self._writer: SQLiteWriter | None = None
+        self._journaled: JournaledIntake | None = None
         self._recent: dict[int, list[dict[str, Any]]] = {}
         self.intake = IntakeActivity()
         self.counts = UncountedRows(db)
 
-    async def open(self) -> None:
+    async def open(self, *, journal: bool = False, journal_size: int = DEFAULT_SIZE) -> None:
+        """Open the SQLite writer; with ``journal`` (the server's intake, SQLite with
+        ``synchronous: full``), the intake journal too, replaying what a power loss took
+        (``bridge.spine.journaled``). One process per journal: tools leave it off."""
         if self.db.scheme == Scheme.SQLITE:
-            self._writer = SQLiteWriter(self.db.url.path, self._sqlite_synchronous)
+            path = self.db.url.path
+            self._writer = SQLiteWriter(path, self._sqlite_synchronous)
+            if journal and self._sqlite_synchronous.lower() == "full":
+                journaled = JournaledIntake(
+                    self._writer, IntakeJournal(journal_path(path), journal_size)
+                )
+                await journaled.open()
+                self._journaled = journaled
+
+    @property
+    def journaled(self) -> JournaledIntake | None:
+        return self._journaled
 
     @property
     def writer(self) -> SQLiteWriter | None:
@@ -189,6 +181,9 @@ class EventQueueStore:
 
     async def close(self) -> None:
         await self.counts.close()
+        if self._journaled is not None:
+            self._journaled.close()
+            self._journaled = None
         if self._writer is not None:
             await self._writer.close()
             self._writer = None
@@ -203,6 +198,9 @@ class EventQueueStore:
         """
         now = _now_ms()
         with self.intake.storing():
+            if self._journaled is not None:
+                rows = await self._journaled.store(txn_id, body, event_count, now)
+                return int(rows[0][0]) if rows else None
             if self._writer is not None:
                 sql = _INSERT_TXN.format("?", "?", "?", "?")
                 rows = await self._writer.run(
@@ -379,7 +377,10 @@ class EventQueueStore:
         """Delete handled transactions received more than ``older_than_ms`` ago (they
         hold messages). Counted from reception: a mark that changes nothing but the
         status keeps the done mark cheap (see ``_MARK_DONE``), and a transaction is
-        handled after it is received, so none is kept longer than this after handling."""
+        handled after it is received, so none is kept longer than this after handling.
+        The intake journal is voided first: no record may outlive its row."""
+        if self._journaled is not None:
+            await self._journaled.make_room()
         status = await self.db.execute(
             "DELETE FROM txn WHERE status <> 'pending' AND received_at < $1",
             _now_ms() - older_than_ms,

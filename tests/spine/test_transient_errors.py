@@ -8,7 +8,7 @@ import sqlite3
 import asyncpg
 import pytest
 
-from bridge.spine.queue import is_transient_db_error
+from bridge.db.transient import is_transient_db_error
 
 CASES = [
     (ConnectionResetError("reset"), True),

@@ -21,6 +21,7 @@ from bridge.db.upgrade import (
     v07_audit_seal,
     v08_cluster,
     v09_e2ee_store,
+    v10_intake_journal,
 )
 
 # Order matters: position N in this tuple upgrades the schema to version N + 1.
@@ -34,6 +35,7 @@ _STEPS = (
     (v07_audit_seal.upgrade, "Audit log seal: signed checkpoints, pruning anchor"),
     (v08_cluster.upgrade, "Cluster: change notifications, scheduled job claims"),
     (v09_e2ee_store.upgrade, "E2EE: the device and its crypto store in the database"),
+    (v10_intake_journal.upgrade, "SQLite intake journal: its pairing with the database"),
 )
 
 

@@ -194,8 +194,9 @@ class DatabaseConfig(_Section):
     max_size: int = Field(10, ge=1, description="Largest connection pool (PostgreSQL only).")
     sqlite_synchronous: Literal["normal", "full"] = Field(
         "full",
-        description="SQLite only. full: every commit is synced to disk before the "
-        "homeserver gets its 200, so an acknowledged transaction survives a crash of "
+        description="SQLite only. full: every transaction is on disk before the "
+        "homeserver gets its 200 (in the intake journal, <database>-sg-intake, until the "
+        "WAL's next sync), so an acknowledged transaction survives a crash of "
         "SantéGuard, of the OS and a power loss. normal (WAL, no sync per commit): survives "
         "a crash of SantéGuard only; on power loss or an OS crash, transactions already "
         "acknowledged can be lost, and the homeserver never sends them again.",

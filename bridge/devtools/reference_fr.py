@@ -126,8 +126,9 @@ FIELDS: Final[Mapping[str, str]] = {
     "PostgreSQL est recommandé en production et nécessaire pour plusieurs réplicas.",
     "database.min_size": "Taille minimale du pool de connexions (PostgreSQL seulement).",
     "database.max_size": "Taille maximale du pool de connexions (PostgreSQL seulement).",
-    "database.sqlite_synchronous": "SQLite seulement. full : chaque validation est écrite "
-    "sur disque avant que le serveur Matrix ne reçoive son 200 ; une transaction accusée "
+    "database.sqlite_synchronous": "SQLite seulement. full : chaque transaction est sur "
+    "disque avant que le serveur Matrix ne reçoive son 200 (dans le journal de réception, "
+    "<base>-sg-intake, jusqu'à la synchronisation suivante du WAL) ; une transaction accusée "
     "survit à un arrêt brutal de SantéGuard, à un plantage du système et à une coupure de "
     "courant. normal (WAL, sans écriture sur disque à chaque validation) : survit à un arrêt "
     "brutal de SantéGuard seulement ; sur coupure de courant ou plantage du système, des "

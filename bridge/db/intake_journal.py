@@ -180,11 +180,14 @@ class IntakeJournal:
         self._pos += written
         return self.epoch
 
-    def rotate(self) -> None:
-        """Start a new epoch, voiding every record so far. Only once every row they hold
-        is on disk in SQLite (the caller fsyncs the WAL first)."""
+    def rotate(self, token: bytes | None = None) -> None:
+        """Start a new epoch, voiding every record so far (and pair the journal with a new
+        ``token`` if given). Only once every row they hold is on disk in SQLite (the
+        caller fsyncs the WAL first)."""
         if self._fd is None:
             return
+        if token is not None:
+            self._token = token
         self._write_header(self.epoch + 1)
         self.rotations += 1
 

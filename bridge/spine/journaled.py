@@ -57,8 +57,11 @@ class JournaledIntake:
                 continue
             rows = await self._writer.run(_replay_insert(record, len(events)), synced=False)
             restored += bool(rows)
-        await self._writer.wal_on_disk()
-        self._journal.rotate()  # every record's row is on disk now
+        await self._writer.wal_on_disk()  # every record's row is on disk now
+        # A new pairing at each start: a database restored from a backup made before
+        # this start does not take this run's records (on disk before the header says so).
+        token = await self._writer.run(_new_pairing_token, synced=True)
+        self._journal.rotate(token)
         if restored:
             log.warning(
                 "%d acknowledged transaction(s) lost from SQLite's WAL (power loss or OS "
@@ -107,6 +110,12 @@ def _pairing_token(conn: sqlite3.Connection) -> bytes:
         return bytes.fromhex(row[0])
     token = secrets.token_bytes(16)
     conn.execute("INSERT INTO intake_journal (id, token) VALUES (1, ?)", (token.hex(),))
+    return token
+
+
+def _new_pairing_token(conn: sqlite3.Connection) -> bytes:
+    token = secrets.token_bytes(16)
+    conn.execute("UPDATE intake_journal SET token = ? WHERE id = 1", (token.hex(),))
     return token
 
 

@@ -286,3 +286,30 @@ async def test_a_fresh_database_beside_an_old_journal_gets_nothing(tmp_path: Pat
         assert _txn_ids(path) == []
     finally:
         await _close(db, queue)
+
+
+async def test_a_backup_from_before_the_last_start_gets_nothing(tmp_path: Path) -> None:
+    """The pairing changes at each start: a database restored from an older backup does
+    not take the journal's records (transactions it never had the rest of)."""
+    path = str(tmp_path / "santeguard.db")
+    db, queue = await _open(path, 8 << 20)
+    await _close(db, queue)
+    backup = {s: Path(path + s).read_bytes() for s in ("",)}  # noqa: ASYNC240
+    db, queue = await _open(path, 8 << 20)  # a later start
+    try:
+        for t in range(3):
+            await queue.store_transaction(f"after{t}", _body(t), 1)
+    finally:
+        await _close(db, queue)
+    assert len(read_journal(journal_path(path))) == 3
+    for suffix in ("-wal", "-shm"):
+        Path(path + suffix).unlink(missing_ok=True)  # noqa: ASYNC240
+    with open(path, "r+b") as f:  # noqa: ASYNC230 - restored in place
+        f.write(backup[""])
+        f.truncate()
+    db, queue = await _open(path, 8 << 20)
+    try:
+        assert queue.journaled is not None and queue.journaled.replayed == 0
+        assert _txn_ids(path) == []
+    finally:
+        await _close(db, queue)

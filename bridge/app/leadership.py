@@ -17,6 +17,7 @@ from bridge.matrix.bot_account import BotAccount
 from bridge.ops.metrics import Metrics
 from bridge.ops.scheduler import Scheduler
 from bridge.spine.dispatch import Dispatcher
+from bridge.spine.journaled import JournaledPending
 from bridge.spine.pending import PendingStore
 from bridge.spine.queue import EventQueueStore
 
@@ -77,7 +78,7 @@ class Leadership:
         notify = self._cluster.shared and not self._cluster.lease.leader
         return await self._queue.store_transaction(txn_id, body, event_count, notify=notify)
 
-    async def begin_store(self, txn_id: str, body: bytes) -> PendingStore | None:
+    async def begin_store(self, txn_id: str, body: bytes) -> PendingStore | JournaledPending | None:
         """Start storing a transaction before its body is parsed (``store``'s notify)."""
         notify = self._cluster.shared and not self._cluster.lease.leader
         return await self._queue.begin_store(txn_id, body, notify=notify)

@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from bridge.db.intake_journal import IntakeJournal, JournalRecord
+from bridge.db.intake_journal import IntakeJournal, JournalRecord, Slot
 from bridge.db.sqlite_writer import SQLiteWriter
 from bridge.spine.pending import checked_events
 
@@ -27,6 +27,45 @@ _INSERT = (
     "INSERT INTO txn (txn_id, body, event_count, received_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (txn_id) DO NOTHING RETURNING seq"
 )
+
+
+class JournaledPending:
+    """A body journaled as soon as it was read (``JournaledIntake.begin``), while the
+    intake parses and validates it; ``bridge.spine.http.PendingTxn``."""
+
+    def __init__(
+        self, owner: JournaledIntake, txn_id: str, body: bytes, received_at: int, slot: Slot
+    ) -> None:
+        self._owner = owner
+        self._txn_id = txn_id
+        self._body = body
+        self._received_at = received_at
+        self._slot = slot
+
+    async def stored(self, event_count: int) -> int | None:
+        """Commit the row (no fsync), then wait for the journal's record to be on the
+        device: the transaction survives a power loss when this returns. The row's
+        sequence number, None if it was already stored."""
+        owner, slot = self._owner, self._slot
+        rows = await owner._writer.run(
+            lambda c: _insert(c, self._txn_id, self._body, event_count, self._received_at),
+            synced=False,
+        )
+        journal = owner.journal
+        try:
+            journal.flush()
+        except OSError:
+            log.exception("The intake journal could not be synced; syncing the WAL instead")
+            await owner._writer.wal_on_disk()  # raises if that fails too: 503, retried
+            return int(rows[0][0]) if rows else None
+        if journal.epoch != slot.epoch:
+            # Voided while the row waited for the writer: the WAL must hold it first.
+            await owner._writer.wal_on_disk()
+        return int(rows[0][0]) if rows else None
+
+    async def refused(self) -> None:
+        """The body was refused: its record is voided (no row was written)."""
+        self._owner.journal.abandon(self._slot)
 
 
 def journal_path(db_path: str) -> str:
@@ -52,8 +91,8 @@ class JournaledIntake:
         restored = 0
         for record in records:
             events = checked_events(record.body)
-            if events is None:  # only validated bodies are journaled: a damaged record
-                log.error("Journaled transaction %r cannot be parsed; skipped", record.txn_id)
+            if events is None:  # journaled before its body was refused (never acked)
+                log.info("Journaled transaction %r was refused at intake; skipped", record.txn_id)
                 continue
             rows = await self._writer.run(_replay_insert(record, len(events)), synced=False)
             restored += bool(rows)
@@ -91,6 +130,17 @@ class JournaledIntake:
             # Voided while the row waited for the writer: the WAL must hold it first.
             await self._writer.wal_on_disk()
         return rows
+
+    async def begin(self, txn_id: str, body: bytes, received_at: int) -> JournaledPending | None:
+        """Journal the body before it is parsed (its write-out starts now); None if it
+        is too large for the journal (``store`` then syncs it with the WAL)."""
+        journal = self._journal
+        if not journal.can_hold(txn_id, body):
+            return None
+        if not journal.fits(txn_id, body):
+            await self.make_room()
+        slot = journal.start(txn_id, body, received_at)
+        return JournaledPending(self, txn_id, body, received_at, slot)
 
     async def make_room(self) -> None:
         """Fsync the WAL (every row journaled so far and committed is then on disk),

@@ -29,7 +29,7 @@ from bridge.db.transient import is_transient_db_error
 from bridge.db.txn import write_transaction
 from bridge.spine.ephemeral import receipt_events
 from bridge.spine.intake import IntakeActivity
-from bridge.spine.journaled import JournaledIntake, journal_path
+from bridge.spine.journaled import JournaledIntake, JournaledPending, journal_path
 from bridge.spine.pending import UNCOUNTED, PendingStore, UncountedRows, checked_events
 
 log = logging.getLogger("santeguard.queue")
@@ -213,9 +213,10 @@ class EventQueueStore:
 
     async def begin_store(
         self, txn_id: str, body: bytes, *, notify: bool = False
-    ) -> PendingStore | None:
+    ) -> PendingStore | JournaledPending | None:
         """Start committing the raw transaction before its body is parsed; return once
-        its statement is on its way (one turn of the event loop), or None on SQLite.
+        its statement is on its way (one turn of the event loop). On SQLite, journal it
+        instead (``bridge.spine.journaled``), or None without a journal.
 
         PostgreSQL works in its own process, so the intake parses and validates the body
         meanwhile instead of before (measured: 0.25 ms of a ~1.8 ms ack, ~+25 % ingest).
@@ -223,7 +224,9 @@ class EventQueueStore:
         hand-offs cost more than the overlap saved (measured). The count is not known
         yet: the row says ``UNCOUNTED`` until ``counts`` writes it."""
         if self._writer is not None:
-            return None
+            if self._journaled is None:
+                return None
+            return await self._journaled.begin(txn_id, body, _now_ms())
         insert = asyncio.ensure_future(
             self.store_transaction(txn_id, body, UNCOUNTED, notify=notify)
         )

@@ -8,6 +8,7 @@ file keeps its inode), and the journal as it is (every write to it is ``O_DSYNC`
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from bridge.db.intake_journal import (
     JournalError,
     read_journal,
 )
-from bridge.spine.journaled import journal_path
+from bridge.spine.journaled import JournaledPending, journal_path
 from bridge.spine.queue import EventQueueStore
 from tests.helpers import message_event
 
@@ -136,6 +137,7 @@ class PowerLoss:
 
         writer._fsync_wal = fsync_then_copy
         writer._sync_soon = lambda: None
+        self.at_fsync()  # the open's synced writes are on disk
 
     def at_fsync(self) -> None:
         for suffix in ("", "-wal"):
@@ -311,5 +313,48 @@ async def test_a_backup_from_before_the_last_start_gets_nothing(tmp_path: Path) 
     try:
         assert queue.journaled is not None and queue.journaled.replayed == 0
         assert _txn_ids(path) == []
+    finally:
+        await _close(db, queue)
+
+
+async def _begin(queue: EventQueueStore, txn_id: str, body: bytes) -> JournaledPending:
+    pending = await queue.begin_store(txn_id, body)
+    assert isinstance(pending, JournaledPending)
+    return pending
+
+
+async def test_a_refused_body_is_voided_or_refused_again_at_replay(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The intake journals a body before it parses it: one it then refuses leaves no
+    record that a replay would take for an acked transaction."""
+    path = str(tmp_path / "santeguard.db")
+    db, queue = await _open(path, 8 << 20)
+    loss = PowerLoss(path)
+    assert queue.writer is not None
+    loss.watch(queue.writer)
+    try:
+        # Voided: nothing was journaled after it (its space is reused).
+        refused = await _begin(queue, "bad1", b'{"events": 3}')
+        await refused.refused()
+        assert read_journal(journal_path(path)) == []
+        ok = await _begin(queue, "good1", _body(1))
+        assert await ok.stored(1) is not None
+        # Not voidable (a record follows it): left for the replay's check.
+        refused = await _begin(queue, "bad2", b"{not json")
+        ok = await _begin(queue, "good2", _body(2))
+        await refused.refused()
+        assert await ok.stored(1) is not None
+        assert [r.txn_id for r in read_journal(journal_path(path))] == ["good1", "bad2", "good2"]
+        loss.struck = True
+    finally:
+        await _close(db, queue)
+    loss.strike()
+    assert _txn_ids(path) == []
+    with caplog.at_level(logging.INFO, logger="santeguard.intake"):
+        db, queue = await _open(path, 8 << 20)
+    try:
+        assert _txn_ids(path) == ["good1", "good2"]
+        assert any("'bad2' was refused at intake" in r.getMessage() for r in caplog.records)
     finally:
         await _close(db, queue)

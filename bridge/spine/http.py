@@ -219,8 +219,12 @@ class AppserviceServer:
             body = await self._read_body(request)
             if self._begin_store is not None:
                 # PostgreSQL: the insert runs in the database while the body is parsed
-                # and validated here; a body refused below loses its row first.
-                pending = await self._begin_store(txn_id, body)
+                # and validated here; a body refused below loses its row first. SQLite:
+                # the body goes to the intake journal (bridge/spine/journaled.py).
+                try:
+                    pending = await self._begin_store(txn_id, body)
+                except Exception as e:
+                    return self._not_stored(e)
             data = self._parse_json(body)
             events = transaction_events(data, raw=body)
         except (TransactionError, BadBody) as e:
@@ -239,18 +243,7 @@ class AppserviceServer:
             else:
                 seq = await self._store_txn(txn_id, body, len(events))
         except Exception as e:
-            # Not acked: the homeserver keeps the transaction and retries it later.
-            if is_transient_db_error(e):
-                # One line per refused retry while the database is down, no traceback:
-                # the outage itself is reported once (metrics, /ready, the admin alert).
-                log.warning(
-                    "Could not store transaction (database unavailable: %s); "
-                    "the homeserver will retry it",
-                    type(e).__name__,
-                )
-            else:
-                log.exception("Could not store transaction; the homeserver will retry it")
-            return error(503, "M_UNKNOWN", "storage unavailable, retry later")
+            return self._not_stored(e)
         if seq is not None:
             self._metrics.transactions.labels(outcome="stored").inc()
             # After the 200 is on its way: the hand-over builds per-event objects, and the
@@ -261,6 +254,21 @@ class AppserviceServer:
             self._metrics.transactions.labels(outcome="replayed").inc()
         self._metrics.ack_latency.observe(time.perf_counter() - started)
         return web.json_response({})
+
+    @staticmethod
+    def _not_stored(e: BaseException) -> web.Response:
+        """Not acked: the homeserver keeps the transaction and retries it later."""
+        if is_transient_db_error(e):
+            # One line per refused retry while the database is down, no traceback:
+            # the outage itself is reported once (metrics, /ready, the admin alert).
+            log.warning(
+                "Could not store transaction (database unavailable: %s); "
+                "the homeserver will retry it",
+                type(e).__name__,
+            )
+        else:
+            log.exception("Could not store transaction; the homeserver will retry it")
+        return error(503, "M_UNKNOWN", "storage unavailable, retry later")
 
     @staticmethod
     async def _withdraw(pending: PendingTxn) -> bool:

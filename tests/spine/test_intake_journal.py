@@ -13,9 +13,11 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from mautrix.util.async_db import Database
 
+from bridge.app import SanteGuard
 from bridge.db import build_upgrade_table
 from bridge.db.intake_journal import (
     HEADER_SIZE,
@@ -25,7 +27,7 @@ from bridge.db.intake_journal import (
 )
 from bridge.spine.journaled import JournaledPending, journal_path
 from bridge.spine.queue import EventQueueStore
-from tests.helpers import message_event
+from tests.helpers import HS_TOKEN, make_config, message_event
 
 
 def _body(t: int, pad: int = 0) -> bytes:
@@ -358,3 +360,67 @@ async def test_a_refused_body_is_voided_or_refused_again_at_replay(
         assert any("'bad2' was refused at intake" in r.getMessage() for r in caplog.records)
     finally:
         await _close(db, queue)
+
+
+# -- the journal failing under the intake -----------------------------------------------
+
+
+async def _put(app: SanteGuard, txn_id: str, raw: bytes) -> int:
+    url = f"{app.config.appservice.address}/_matrix/app/v1/transactions/{txn_id}"
+    async with (
+        aiohttp.ClientSession() as s,
+        s.put(url, data=raw, headers={"Authorization": f"Bearer {HS_TOKEN}"}) as r,
+    ):
+        return r.status
+
+
+@pytest.mark.parametrize("db_uri", ["sqlite"], indirect=True)
+async def test_a_journal_write_that_fails_is_a_503_then_a_retry_stores_it(
+    db_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = SanteGuard(make_config(db_uri))
+    await app.start()
+    try:
+        journaled = app.queue.journaled
+        assert journaled is not None
+        real = journaled.journal.start
+        failures = [OSError(5, "Input/output error")]
+
+        def failing_start(*args: Any) -> Any:
+            if failures:
+                raise failures.pop()
+            return real(*args)
+
+        monkeypatch.setattr(journaled.journal, "start", failing_start)
+        body = _body(1)
+        assert await _put(app, "eio", body) == 503  # not acked: the homeserver retries
+        assert await app.db.fetchval("SELECT COUNT(*) FROM txn WHERE txn_id = 'eio'") == 0
+        assert await _put(app, "eio", body) == 200
+        assert await app.db.fetchval("SELECT COUNT(*) FROM txn WHERE txn_id = 'eio'") == 1
+    finally:
+        await app.stop()
+
+
+@pytest.mark.parametrize("db_uri", ["sqlite"], indirect=True)
+async def test_a_journal_flush_that_fails_syncs_the_wal_instead(
+    db_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row is committed when the flush fails: the WAL's fsync makes it durable before
+    the 200, as without a journal."""
+    app = SanteGuard(make_config(db_uri))
+    await app.start()
+    try:
+        journaled = app.queue.journaled
+        writer = app.queue.writer
+        assert journaled is not None and writer is not None
+
+        def failing_flush() -> None:
+            raise OSError(5, "Input/output error")
+
+        monkeypatch.setattr(journaled.journal, "flush", failing_flush)
+        synced = writer.wal_syncs
+        assert await _put(app, "flush-eio", _body(2)) == 200
+        assert writer.wal_syncs > synced
+        assert not writer._unsynced
+    finally:
+        await app.stop()
